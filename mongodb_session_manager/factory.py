@@ -1,0 +1,148 @@
+"""MongoDBSessionManagerFactory and the process-wide factory for web apps.
+
+A factory holds one repository (one pooled client, indexes created once) and hands out a cheap
+session manager per request. ``initialize_global_factory`` / ``get_global_factory`` /
+``close_global_factory`` put one in the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, cast
+
+from . import schema
+from ._io import run_io
+from ._redact import redact_uri
+from .errors import ConfigurationError, FactoryNotInitializedError
+from .manager import MongoDBSessionManager
+from .pool import new_client
+from .repository import MongoDBSessionRepository
+
+logger = logging.getLogger(__name__)
+
+
+class MongoDBSessionManagerFactory:
+    """Builds session managers that share one client and one repository."""
+
+    def __init__(
+        self,
+        connection_string: str | None = None,
+        database_name: str = schema.DEFAULT_DATABASE_NAME,
+        collection_name: str = schema.DEFAULT_COLLECTION_NAME,
+        *,
+        client: Any = None,
+        **client_options: Any,
+    ) -> None:
+        if client is None and connection_string is None:
+            raise ConfigurationError("pass connection_string=... or client=...")
+        self._connection_string = connection_string
+        self._owns_client = client is None
+        if client is None:
+            client = new_client(cast(str, connection_string), **client_options)
+        elif client_options:
+            raise ConfigurationError(f"client options {sorted(client_options)} cannot apply to a client you passed in")
+        self.repository = MongoDBSessionRepository(database_name=database_name, collection_name=collection_name, client=client)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        where = redact_uri(self._connection_string) if self._connection_string else "client"
+        return f"{type(self).__name__}({where!r}, repository={self.repository!r})"
+
+    @property
+    def client(self) -> Any:
+        return self.repository.client
+
+    def create_session_manager(self, session_id: str, **overrides: Any) -> MongoDBSessionManager:
+        """A manager for ``session_id``; ``overrides`` are :class:`MongoDBSessionManager` options.
+
+        ``database_name``/``collection_name`` overrides get their own repository on the same client.
+        """
+        self._ensure_open()
+        repository = self._repository_for(overrides)
+        return MongoDBSessionManager(session_id, repository=repository, **overrides)
+
+    async def acreate_session_manager(
+        self, session_id: str, *, agent_id: str | None = None, **overrides: Any
+    ) -> MongoDBSessionManager:
+        """Build the manager on an I/O thread; with ``agent_id`` also preload that agent's messages,
+        so constructing the ``Agent`` on the event loop does no I/O at all."""
+
+        def build() -> MongoDBSessionManager:
+            manager = self.create_session_manager(session_id, **overrides)
+            if agent_id is not None:
+                manager.preload(agent_id)
+            return manager
+
+        return await run_io(build)
+
+    def ensure_indexes(self) -> None:
+        self.repository.ensure_indexes()
+
+    def close(self) -> None:
+        """Close the client if it came from this factory's connection string."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            self.repository.client.close()
+
+    def _repository_for(self, overrides: dict[str, Any]) -> MongoDBSessionRepository:
+        database_name = overrides.pop("database_name", self.repository.database.name)
+        collection_name = overrides.pop("collection_name", self.repository.names.sessions)
+        if (database_name, collection_name) == (self.repository.database.name, self.repository.names.sessions):
+            return self.repository
+        return MongoDBSessionRepository(database_name=database_name, collection_name=collection_name, client=self.client)
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this factory is closed")
+
+
+_global_factory: MongoDBSessionManagerFactory | None = None
+_global_lock = threading.Lock()
+
+
+def initialize_global_factory(
+    connection_string: str | None = None,
+    database_name: str = schema.DEFAULT_DATABASE_NAME,
+    collection_name: str = schema.DEFAULT_COLLECTION_NAME,
+    *,
+    client: Any = None,
+    ensure_indexes: bool = False,
+    **client_options: Any,
+) -> MongoDBSessionManagerFactory:
+    """Create the process-wide factory (call it in the app's lifespan). Re-initialising replaces it."""
+    global _global_factory
+    factory = MongoDBSessionManagerFactory(
+        connection_string, database_name, collection_name, client=client, **client_options
+    )
+    if ensure_indexes:
+        factory.ensure_indexes()
+    with _global_lock:
+        previous, _global_factory = _global_factory, factory
+    if previous is not None:
+        previous.close()
+    logger.debug("factory=<%r> | global factory initialised", factory)
+    return factory
+
+
+def get_global_factory() -> MongoDBSessionManagerFactory:
+    """The factory from :func:`initialize_global_factory`."""
+    factory = _global_factory
+    if factory is None:
+        raise FactoryNotInitializedError(
+            "the global session manager factory is not initialised: call initialize_global_factory(...) "
+            "in your application's startup (for FastAPI, its lifespan) first"
+        )
+    return factory
+
+
+def close_global_factory() -> None:
+    """Close the process-wide factory and its client; safe to call when none exists."""
+    global _global_factory
+    with _global_lock:
+        factory, _global_factory = _global_factory, None
+    if factory is not None:
+        factory.close()
+

@@ -1,0 +1,95 @@
+"""MongoDBConnectionPool: one MongoClient per (connection string, options) per process.
+
+pymongo clients are heavy (monitor threads, a connection pool of their own) and thread-safe:
+an app should hold one per cluster. The pool hands that one out to every repository, manager
+and factory built from a connection string. It is fork-aware: a child process never reuses
+its parent's sockets, it gets fresh clients.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+from pymongo import MongoClient
+from pymongo.driver_info import DriverInfo
+
+from ._redact import redact_uri
+
+logger = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+
+def _package_version() -> str:
+    try:
+        return version("mongodb-session-manager")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+DRIVER_INFO = DriverInfo(name="mongodb-session-manager", version=_package_version())
+
+
+def new_client(connection_string: str, **options: Any) -> MongoClient[Document]:
+    """A client tagged with this package's name, so server logs show who connected."""
+    options.setdefault("driver", DRIVER_INFO)
+    return MongoClient(connection_string, **options)
+
+
+def _key(connection_string: str, options: dict[str, Any]) -> tuple[str, str]:
+    return connection_string, repr(sorted(options.items()))
+
+
+class MongoDBConnectionPool:
+    """Process-wide registry of shared clients; ``default()`` is the one the package uses."""
+
+    _default: ClassVar[MongoDBConnectionPool | None] = None
+    _default_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str], MongoClient[Document]] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    @classmethod
+    def default(cls) -> MongoDBConnectionPool:
+        if cls._default is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = cls()
+                    atexit.register(cls._default.close)
+        return cls._default
+
+    def client(self, connection_string: str, **options: Any) -> MongoClient[Document]:
+        """The shared client for this URI and options, created on first use."""
+        self._forget_after_fork()
+        key = _key(connection_string, options)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = new_client(connection_string, **options)
+                self._clients[key] = client
+                logger.debug("uri=<%s> | created pooled client", redact_uri(connection_string))
+            return client
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def close(self) -> None:
+        """Close every client this pool created (they are recreated on next use)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def _forget_after_fork(self) -> None:
+        # A forked child must not touch the parent's sockets, nor close them.
+        if os.getpid() != self._pid:
+            with self._lock:
+                self._clients = {}
+                self._pid = os.getpid()

@@ -1,0 +1,304 @@
+"""The on-disk layout (schema_version 1), in one place.
+
+Two collections derive from the configured ``collection_name`` (default ``sessions``):
+
+``sessions``: one small, bounded document per session::
+
+    {_id: <session_id>, schema_version: 1, session_type, created_at, updated_at,
+     metadata: {...}, agents: {<agent_id>: {state, conversation_manager_state, internal_state,
+     created_at, updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
+     totals: {...}}
+
+``sessions_messages``: one document per message, unique on (session_id, agent_id, message_id)::
+
+    {session_id, agent_id, message_id, role, message, redact_message, created_at, updated_at,
+     event_loop_metrics?: {...}}
+
+Everything here is a pure function returning plain dicts: no client, no I/O. Both repositories
+(sync and async) send exactly what these builders make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pymongo import IndexModel
+from strands.types.content import Message
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+
+from .codec import from_bson_datetime, to_bson_datetime
+
+SCHEMA_VERSION = 1
+DEFAULT_COLLECTION_NAME = "sessions"
+DEFAULT_DATABASE_NAME = "strands_sessions"
+
+
+
+@dataclass(frozen=True)
+class CollectionNames:
+    """The names of the collections behind one ``collection_name``."""
+
+    sessions: str
+    messages: str
+
+    @classmethod
+    def for_base(cls, collection_name: str) -> CollectionNames:
+        return cls(sessions=collection_name, messages=f"{collection_name}_messages")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index: keys plus the options passed to ``create_index``."""
+
+    keys: tuple[tuple[str, int], ...]
+    name: str
+    options: Mapping[str, Any]
+
+
+SESSION_INDEXES = (
+    IndexSpec((("updated_at", -1),), "updated_at", {}),
+    IndexSpec((("expire_at", 1),), "expire_at_ttl", {"expireAfterSeconds": 0, "sparse": True}),
+)
+MESSAGE_INDEXES = (
+    # Serves every conversation read (window by message_id) and makes concurrent inserts safe.
+    IndexSpec((("session_id", 1), ("agent_id", 1), ("message_id", 1)), "session_agent_message", {"unique": True}),
+    # Serves metrics queries: only turn records (messages that carry event_loop_metrics) are indexed.
+    IndexSpec(
+        (("event_loop_metrics.started_at", 1),),
+        "turn_started_at",
+        {"partialFilterExpression": {"event_loop_metrics": {"$exists": True}}},
+    ),
+    IndexSpec(
+        (("session_id", 1), ("event_loop_metrics.started_at", 1)),
+        "session_turn_started_at",
+        {"partialFilterExpression": {"event_loop_metrics": {"$exists": True}}},
+    ),
+)
+
+
+def index_models(specs: tuple[IndexSpec, ...]) -> list[IndexModel]:
+    return [IndexModel(list(spec.keys), name=spec.name, **spec.options) for spec in specs]
+
+
+def utcnow() -> datetime:
+    """Timestamps are UTC, truncated to milliseconds (what BSON dates hold)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+# --- sessions ---------------------------------------------------------------------------------
+
+
+def session_document(
+    session: Session, *, metadata: Mapping[str, Any] | None = None, expire_at: datetime | None = None
+) -> dict[str, Any]:
+    """The document inserted when a session is created."""
+    document: dict[str, Any] = {
+        "_id": session.session_id,
+        "schema_version": SCHEMA_VERSION,
+        "session_type": _session_type_value(session.session_type),
+        "created_at": to_bson_datetime(session.created_at),
+        "updated_at": to_bson_datetime(session.updated_at),
+        "metadata": dict(metadata or {}),
+        "agents": {},
+        "multi_agents": {},
+        "totals": {},
+    }
+    if expire_at is not None:
+        document["expire_at"] = expire_at
+    return document
+
+
+def create_session_update(document: Mapping[str, Any]) -> dict[str, Any]:
+    """An upsert that creates the session once; a second creator changes nothing."""
+    return {"$setOnInsert": {k: v for k, v in document.items() if k != "_id"}}
+
+
+def session_from_document(document: Mapping[str, Any]) -> Session:
+    return Session(
+        session_id=document["_id"],
+        session_type=SessionType(document.get("session_type", SessionType.AGENT.value)),
+        created_at=from_bson_datetime(document.get("created_at")),
+        updated_at=from_bson_datetime(document.get("updated_at")),
+    )
+
+
+def _session_type_value(session_type: Any) -> str:
+    return str(getattr(session_type, "value", session_type))
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+def agent_path(agent_id: str, *fields: str) -> str:
+    """Dotted path of an agent's field in the session document (agent ids are validated map keys)."""
+    return ".".join(("agents", agent_id, *fields))
+
+
+def agent_document(session_agent: SessionAgent) -> dict[str, Any]:
+    return {
+        "state": session_agent.state,
+        "conversation_manager_state": session_agent.conversation_manager_state,
+        "internal_state": session_agent._internal_state,
+        "created_at": to_bson_datetime(session_agent.created_at),
+        "updated_at": to_bson_datetime(session_agent.updated_at),
+    }
+
+
+def agent_from_document(agent_id: str, document: Mapping[str, Any]) -> SessionAgent:
+    return SessionAgent(
+        agent_id=agent_id,
+        state=dict(document.get("state") or {}),
+        conversation_manager_state=dict(document.get("conversation_manager_state") or {}),
+        _internal_state=dict(document.get("internal_state") or {}),
+        created_at=from_bson_datetime(document.get("created_at")),
+        updated_at=from_bson_datetime(document.get("updated_at")),
+    )
+
+
+def create_agent_filter(session_id: str, agent_id: str) -> dict[str, Any]:
+    """Matches the session only while the agent is absent, so creating twice keeps the first."""
+    return {"_id": session_id, agent_path(agent_id): {"$exists": False}}
+
+
+def create_agent_update(session_agent: SessionAgent) -> dict[str, Any]:
+    now = utcnow()
+    return {"$set": {agent_path(session_agent.agent_id): agent_document(session_agent), "updated_at": now}}
+
+
+def agent_state_set(session_agent: SessionAgent, now: datetime) -> dict[str, Any]:
+    """``$set`` fields that persist an agent's state (not its creation time or totals)."""
+    agent_id = session_agent.agent_id
+    return {
+        agent_path(agent_id, "state"): session_agent.state,
+        agent_path(agent_id, "conversation_manager_state"): session_agent.conversation_manager_state,
+        agent_path(agent_id, "internal_state"): session_agent._internal_state,
+        agent_path(agent_id, "updated_at"): now,
+        "updated_at": now,
+    }
+
+
+def session_update(
+    *,
+    agent: SessionAgent | None = None,
+    totals: Mapping[str, int | float] | None = None,
+    agent_id: str | None = None,
+) -> dict[str, Any]:
+    """One update of the session document: changed agent state and/or a turn's totals."""
+    now = utcnow()
+    update: dict[str, Any] = {"$set": agent_state_set(agent, now) if agent else {"updated_at": now}}
+    if totals:
+        if agent_id is None:
+            raise ValueError("totals need the agent_id they belong to")
+        increments: dict[str, int | float] = {}
+        for name, value in totals.items():
+            increments[f"totals.{name}"] = value
+            increments[agent_path(agent_id, "totals", name)] = value
+        update["$inc"] = increments
+    return update
+
+
+def allocate_message_id_update(agent_id: str, taken_message_id: int) -> list[dict[str, Any]]:
+    """Pipeline update handing out the next free id after a conflict on ``taken_message_id``.
+
+    ``next_message_id`` only exists once a conflict happened; it is the highest id handed out
+    this way, so concurrent writers that collide each get a distinct id from one atomic update.
+    """
+    counter = "$" + agent_path(agent_id, "next_message_id")
+    return [
+        {
+            "$set": {
+                agent_path(agent_id, "next_message_id"): {
+                    "$add": [{"$max": [{"$ifNull": [counter, 0]}, taken_message_id]}, 1]
+                }
+            }
+        }
+    ]
+
+
+# --- multi-agents -----------------------------------------------------------------------------
+
+
+def multi_agent_path(multi_agent_id: str, *fields: str) -> str:
+    return ".".join(("multi_agents", multi_agent_id, *fields))
+
+
+def multi_agent_update(multi_agent_id: str, state: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
+    now = utcnow()
+    fields = {multi_agent_path(multi_agent_id, "state"): dict(state), multi_agent_path(multi_agent_id, "updated_at"): now}
+    if create:
+        fields[multi_agent_path(multi_agent_id, "created_at")] = now
+    return {"$set": {**fields, "updated_at": now}}
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def message_filter(session_id: str, agent_id: str, message_id: int | None = None) -> dict[str, Any]:
+    query: dict[str, Any] = {"session_id": session_id, "agent_id": agent_id}
+    if message_id is not None:
+        query["message_id"] = message_id
+    return query
+
+
+def message_window_filter(session_id: str, agent_id: str, first_message_id: int) -> dict[str, Any]:
+    """The tail of a conversation from ``first_message_id`` on: a bounded range on the unique index."""
+    return {"session_id": session_id, "agent_id": agent_id, "message_id": {"$gte": first_message_id}}
+
+
+MESSAGE_SORT = [("message_id", 1)]
+
+
+def message_document(
+    session_id: str,
+    agent_id: str,
+    session_message: SessionMessage,
+    *,
+    event_loop_metrics: Mapping[str, Any] | None = None,
+    incomplete_reason: str | None = None,
+) -> dict[str, Any]:
+    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates."""
+    message: Message = session_message.message
+    document: dict[str, Any] = {
+        "session_id": session_id,
+        "agent_id": agent_id,
+        "message_id": session_message.message_id,
+        "role": message.get("role"),
+        "message": message,
+        "redact_message": session_message.redact_message,
+        "created_at": to_bson_datetime(session_message.created_at),
+        "updated_at": to_bson_datetime(session_message.updated_at),
+    }
+    if event_loop_metrics is not None:
+        document["event_loop_metrics"] = dict(event_loop_metrics)
+    if incomplete_reason is not None:
+        document["incomplete"] = {"reason": incomplete_reason}
+    return document
+
+
+def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
+    return SessionMessage(
+        message=document["message"],
+        message_id=int(document["message_id"]),
+        redact_message=document.get("redact_message"),
+        created_at=from_bson_datetime(document.get("created_at")),
+        updated_at=from_bson_datetime(document.get("updated_at")),
+    )
+
+
+def update_message_update(session_message: SessionMessage) -> dict[str, Any]:
+    return {
+        "$set": {
+            "message": session_message.message,
+            "redact_message": session_message.redact_message,
+            "updated_at": utcnow(),
+        }
+    }
+
+
+def turn_record_update(event_loop_metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Attach a turn's metrics to the message that closes it."""
+    return {"$set": {"event_loop_metrics": dict(event_loop_metrics)}}
