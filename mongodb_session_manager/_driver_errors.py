@@ -45,7 +45,11 @@ def translate_driver_errors(operation: str) -> Iterator[None]:
         raise MongoDBSessionError(_describe(operation, exc)) from exc
     except pymongo_errors.DocumentTooLarge as exc:
         raise MessageTooLargeError(_too_large(operation, exc)) from exc
-    except (pymongo_errors.ConnectionFailure, pymongo_errors.ExecutionTimeout, pymongo_errors.WTimeoutError) as exc:
+    except (
+        pymongo_errors.ConnectionFailure,
+        pymongo_errors.ExecutionTimeout,
+        pymongo_errors.WTimeoutError,
+    ) as exc:
         raise StoreUnavailableError(_describe(operation, exc)) from exc
     except pymongo_errors.ConfigurationError as exc:
         raise ConfigurationError(_describe(operation, exc)) from exc

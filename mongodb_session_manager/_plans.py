@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from strands.types.session import SessionMessage
 
@@ -37,7 +37,7 @@ class UpdateOp:
     upsert: bool = False
 
 
-Op = Union[InsertOp, UpdateOp]
+Op = InsertOp | UpdateOp
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ class Allocate:
     update: list[dict[str, Any]] = field(default_factory=list)
 
 
-Step = Union[Plan, Allocate]
+Step = Plan | Allocate
 # What the driver sends back into a flow: True/False for a plan (applied / id taken), an int for Allocate.
-Flow = Generator[Step, Union[bool, int], int]
+Flow = Generator[Step, bool | int, int]
 
 
 def session_ops(
@@ -100,5 +100,6 @@ def insert_message_flow(
         )
         message_id = int(allocated)
     raise ConcurrentWriteError(
-        f"session_id=<{session_id}> | agent_id=<{agent_id}> | no free message id after {MAX_ID_ATTEMPTS} attempts"
+        f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
+        f"no free message id after {MAX_ID_ATTEMPTS} attempts"
     )

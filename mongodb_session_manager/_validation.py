@@ -35,7 +35,9 @@ def _validate_id(value: Any, name: str) -> str:
     if not value or not value.strip():
         raise InvalidSessionInputError(f"{name} must not be empty")
     if len(value) > MAX_ID_LENGTH:
-        raise InvalidSessionInputError(f"{name} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}")
+        raise InvalidSessionInputError(
+            f"{name} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}"
+        )
     if "\x00" in value:
         raise InvalidSessionInputError(f"{name} must not contain NUL characters")
     return value

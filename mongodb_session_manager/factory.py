@@ -41,8 +41,12 @@ class MongoDBSessionManagerFactory:
         if client is None:
             client = new_client(cast(str, connection_string), **client_options)
         elif client_options:
-            raise ConfigurationError(f"client options {sorted(client_options)} cannot apply to a client you passed in")
-        self.repository = MongoDBSessionRepository(database_name=database_name, collection_name=collection_name, client=client)
+            raise ConfigurationError(
+                f"client options {sorted(client_options)} cannot apply to a client you passed in"
+            )
+        self.repository = MongoDBSessionRepository(
+            database_name=database_name, collection_name=collection_name, client=client
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -90,9 +94,14 @@ class MongoDBSessionManagerFactory:
     def _repository_for(self, overrides: dict[str, Any]) -> MongoDBSessionRepository:
         database_name = overrides.pop("database_name", self.repository.database.name)
         collection_name = overrides.pop("collection_name", self.repository.names.sessions)
-        if (database_name, collection_name) == (self.repository.database.name, self.repository.names.sessions):
+        if (database_name, collection_name) == (
+            self.repository.database.name,
+            self.repository.names.sessions,
+        ):
             return self.repository
-        return MongoDBSessionRepository(database_name=database_name, collection_name=collection_name, client=self.client)
+        return MongoDBSessionRepository(
+            database_name=database_name, collection_name=collection_name, client=self.client
+        )
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -145,4 +154,3 @@ def close_global_factory() -> None:
         factory, _global_factory = _global_factory, None
     if factory is not None:
         factory.close()
-

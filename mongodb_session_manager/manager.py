@@ -98,7 +98,9 @@ class MongoDBSessionManager(RepositorySessionManager):
         registry.add_callback(AfterModelCallEvent, self._on_after_model_call)
         registry.add_callback(MessageAddedEvent, self._on_message_added)
         registry.add_callback(AfterInvocationEvent, self._on_after_invocation)
-        registry.add_callback(MultiAgentInitializedEvent, lambda event: self.initialize_multi_agent(event.source))
+        registry.add_callback(
+            MultiAgentInitializedEvent, lambda event: self.initialize_multi_agent(event.source)
+        )
         registry.add_callback(AfterNodeCallEvent, self._on_multi_agent_changed)
         registry.add_callback(AfterMultiAgentInvocationEvent, self._on_multi_agent_changed)
 
@@ -137,14 +139,18 @@ class MongoDBSessionManager(RepositorySessionManager):
         totals: dict[str, int] | None = None
         if turn is not None and not turn.recorded and turn.last_message_id is not None:
             result = event.result
-            record, totals = turn.finish(_status_of(turn, None if result is None else str(result.stop_reason)))
+            record, totals = turn.finish(
+                _status_of(turn, None if result is None else str(result.stop_reason))
+            )
             turn_record = (turn.last_message_id, record)
         changed = self._changed_agent(agent)
         if changed is None and totals is None:
             return
         await run_io(self._write_session_update, agent, changed, totals, turn_record)
 
-    async def _on_multi_agent_changed(self, event: AfterNodeCallEvent | AfterMultiAgentInvocationEvent) -> None:
+    async def _on_multi_agent_changed(
+        self, event: AfterNodeCallEvent | AfterMultiAgentInvocationEvent
+    ) -> None:
         await run_io(self.sync_multi_agent, event.source)
 
     # --- writes (run on I/O threads) ----------------------------------------------------------
@@ -277,7 +283,9 @@ class MongoDBSessionManager(RepositorySessionManager):
     def __enter__(self) -> MongoDBSessionManager:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     async def __aenter__(self) -> MongoDBSessionManager:
@@ -296,7 +304,9 @@ class MongoDBSessionManager(RepositorySessionManager):
             return False
         same_role = [m for m in agent.messages[start:] if m.get("role") == message["role"]]
         text = message_text(message)
-        return any(message_text(m) == text for m in same_role) or "".join(map(message_text, same_role)) == text
+        return (
+            any(message_text(m) == text for m in same_role) or "".join(map(message_text, same_role)) == text
+        )
 
     def _flush_pending(self, agent: LocalAgent) -> None:
         pending = self._pending.pop(agent.agent_id, [])

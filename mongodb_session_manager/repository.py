@@ -136,7 +136,10 @@ class MongoDBSessionRepository(SessionRepository):
                 schema.create_agent_filter(session_id, session_agent.agent_id),
                 schema.create_agent_update(session_agent),
             )
-            if result.matched_count == 0 and self.collection.count_documents({"_id": session_id}, limit=1) == 0:
+            if (
+                result.matched_count == 0
+                and self.collection.count_documents({"_id": session_id}, limit=1) == 0
+            ):
                 raise SessionNotFoundError(f"session_id=<{session_id}> | session does not exist")
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
@@ -161,7 +164,9 @@ class MongoDBSessionRepository(SessionRepository):
         validate_agent_id(agent_id)
         validate_message_id(message_id)
         with translate_driver_errors("read message"):
-            document = self.messages_collection.find_one(schema.message_filter(session_id, agent_id, message_id))
+            document = self.messages_collection.find_one(
+                schema.message_filter(session_id, agent_id, message_id)
+            )
         return None if document is None else schema.message_from_document(document)
 
     def update_message(
@@ -200,7 +205,9 @@ class MongoDBSessionRepository(SessionRepository):
         else:
             query, skip = schema.message_filter(session_id, agent_id), offset
         with translate_driver_errors("list messages"):
-            cursor = self.messages_collection.find(query, sort=schema.MESSAGE_SORT, skip=skip, limit=limit or 0)
+            cursor = self.messages_collection.find(
+                query, sort=schema.MESSAGE_SORT, skip=skip, limit=limit or 0
+            )
             return [schema.message_from_document(document) for document in cursor]
 
     # --- the hot path: one round trip per message -------------------------------------------
@@ -245,12 +252,20 @@ class MongoDBSessionRepository(SessionRepository):
         if agent_id is not None:
             validate_agent_id(agent_id)
         ops: list[InsertOp | UpdateOp] = [
-            UpdateOp("sessions", {"_id": session_id}, schema.session_update(agent=agent, totals=totals, agent_id=agent_id))
+            UpdateOp(
+                "sessions",
+                {"_id": session_id},
+                schema.session_update(agent=agent, totals=totals, agent_id=agent_id),
+            )
         ]
         if turn_record is not None and agent_id is not None:
             message_id, metrics = turn_record
             ops.append(
-                UpdateOp("messages", schema.message_filter(session_id, agent_id, message_id), schema.turn_record_update(metrics))
+                UpdateOp(
+                    "messages",
+                    schema.message_filter(session_id, agent_id, message_id),
+                    schema.turn_record_update(metrics),
+                )
             )
         self._run_plan(Plan(tuple(ops)), "update session")
 

@@ -36,7 +36,6 @@ DEFAULT_COLLECTION_NAME = "sessions"
 DEFAULT_DATABASE_NAME = "strands_sessions"
 
 
-
 @dataclass(frozen=True)
 class CollectionNames:
     """The names of the collections behind one ``collection_name``."""
@@ -64,7 +63,9 @@ SESSION_INDEXES = (
 )
 MESSAGE_INDEXES = (
     # Serves every conversation read (window by message_id) and makes concurrent inserts safe.
-    IndexSpec((("session_id", 1), ("agent_id", 1), ("message_id", 1)), "session_agent_message", {"unique": True}),
+    IndexSpec(
+        (("session_id", 1), ("agent_id", 1), ("message_id", 1)), "session_agent_message", {"unique": True}
+    ),
     # Serves metrics queries: only turn records (messages that carry event_loop_metrics) are indexed.
     IndexSpec(
         (("event_loop_metrics.started_at", 1),),
@@ -228,7 +229,10 @@ def multi_agent_path(multi_agent_id: str, *fields: str) -> str:
 
 def multi_agent_update(multi_agent_id: str, state: Mapping[str, Any], *, create: bool) -> dict[str, Any]:
     now = utcnow()
-    fields = {multi_agent_path(multi_agent_id, "state"): dict(state), multi_agent_path(multi_agent_id, "updated_at"): now}
+    fields = {
+        multi_agent_path(multi_agent_id, "state"): dict(state),
+        multi_agent_path(multi_agent_id, "updated_at"): now,
+    }
     if create:
         fields[multi_agent_path(multi_agent_id, "created_at")] = now
     return {"$set": {**fields, "updated_at": now}}
