@@ -1,5 +1,6 @@
 """MongoDB as the memory of Strands Agents: sessions, streaming and per-turn metrics."""
 
+from .async_repository import AsyncMongoDBSessionRepository
 from .errors import (
     ConcurrentWriteError,
     ConfigurationError,
@@ -18,25 +19,49 @@ from .factory import (
 )
 from .manager import MongoDBSessionManager, create_mongodb_session_manager
 from .metrics import TurnTracker
+from .metrics_query import (
+    AsyncMetricsQuery,
+    MetricsFilter,
+    MetricsGroup,
+    MetricsQuery,
+    MetricsTotals,
+    SessionMetrics,
+    SessionRank,
+    ToolUsage,
+    TurnMetrics,
+)
 from .pool import MongoDBConnectionPool
 from .repository import MongoDBSessionRepository
+from .streaming import stream_sse, stream_text
 
 __all__ = [
+    "AsyncMetricsQuery",
+    "AsyncMongoDBSessionRepository",
     "ConcurrentWriteError",
     "ConfigurationError",
     "FactoryNotInitializedError",
     "InvalidSessionInputError",
     "MessageTooLargeError",
+    "MetricsFilter",
+    "MetricsGroup",
+    "MetricsQuery",
+    "MetricsTotals",
     "MongoDBConnectionPool",
     "MongoDBSessionError",
     "MongoDBSessionManager",
     "MongoDBSessionManagerFactory",
     "MongoDBSessionRepository",
+    "SessionMetrics",
     "SessionNotFoundError",
+    "SessionRank",
     "StoreUnavailableError",
+    "ToolUsage",
+    "TurnMetrics",
     "TurnTracker",
     "close_global_factory",
     "create_mongodb_session_manager",
     "get_global_factory",
     "initialize_global_factory",
+    "stream_sse",
+    "stream_text",
 ]

@@ -80,7 +80,9 @@ def _raise_for_bulk(exc: pymongo_errors.ClientBulkWriteException, operation: str
 
 
 def _describe(operation: str, exc: BaseException) -> str:
-    return f"{operation} failed: {type(exc).__name__}: {redact_uri(str(exc))}"
+    # Server selection errors append the whole topology description: keep the first line's worth.
+    detail = str(exc).split(", Topology Description", 1)[0]
+    return f"{operation} failed: {type(exc).__name__}: {redact_uri(detail)}"
 
 
 def _too_large(operation: str, exc: BaseException) -> str:

@@ -10,8 +10,14 @@ MAX_ID_LENGTH = 512
 
 
 def validate_session_id(session_id: Any) -> str:
-    """Return ``session_id`` if it is a usable session id, else raise ``InvalidSessionInputError``."""
-    return _validate_id(session_id, "session_id")
+    """Return ``session_id`` if it is a usable session id, else raise ``InvalidSessionInputError``.
+
+    A leading ``$`` is refused too: such ids read like operators in logs, exports and filters.
+    """
+    valid = _validate_id(session_id, "session_id")
+    if valid.startswith("$"):
+        raise InvalidSessionInputError(f"session_id must not start with '$': {valid!r}")
+    return valid
 
 
 def validate_agent_id(agent_id: Any) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import ConfigurationError
+from .pool import MongoDBConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class EmbeddedServer:
             client = pymongo.MongoClient(server.uri)
 
     ``storage_path=None`` keeps the data in memory (gone when the server stops); a directory keeps
-    it across restarts. ``command`` replaces the server command line prefix (the executable and
-    any interpreter arguments) and exists for tests and unusual installs.
+    it across restarts. ``port=0`` picks a free port. ``command`` replaces the server command line
+    prefix (the executable and any interpreter arguments) and exists for tests and unusual installs.
     """
 
     def __init__(
@@ -67,13 +68,17 @@ class EmbeddedServer:
         *,
         storage_path: str | Path | None = None,
         host: str = "127.0.0.1",
+        port: int = 0,
         startup_timeout: float = 30.0,
         command: Sequence[str] | None = None,
     ) -> None:
         if startup_timeout <= 0:
             raise ValueError("startup_timeout must be positive")
+        if not 0 <= port <= 65535:
+            raise ValueError("port must be between 0 (any free port) and 65535")
         self._storage_path = _MEMORY if storage_path is None else str(storage_path)
         self._host = host
+        self._requested_port = port
         self._startup_timeout = startup_timeout
         self._command = list(command) if command is not None else None
         self._process: subprocess.Popen[str] | None = None
@@ -122,7 +127,8 @@ class EmbeddedServer:
                 return self
             argv = [
                 *self._server_command(),
-                *("--host", self._host, "--port", "0", "--storage-path", self._storage_path),
+                *("--host", self._host, "--port", str(self._requested_port)),
+                *("--storage-path", self._storage_path),
             ]
             self._tail.clear()
             self._listening.clear()
@@ -246,7 +252,10 @@ def local_mongodb(*, storage_path: str | Path | None = None) -> Iterator[str]:
         yield configured
         return
     with EmbeddedServer(storage_path=storage_path) as server:
-        yield server.uri
+        try:
+            yield server.uri
+        finally:
+            MongoDBConnectionPool.default().close(server.uri)
 
 
 def start_embedded_server(*, storage_path: str | Path | None = None) -> EmbeddedServer:
@@ -284,7 +293,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen[str]:
             errors="replace",
             bufsize=1,
             env=env,
-            start_new_session=False,
+            start_new_session=True,  # Ctrl-C reaches us, not the server: we stop it in order
             preexec_fn=_parent_death_signal(),  # only calls prctl
         )
     except OSError as exc:

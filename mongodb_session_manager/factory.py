@@ -34,8 +34,8 @@ class MongoDBSessionManagerFactory:
         client: Any = None,
         **client_options: Any,
     ) -> None:
-        if client is None and connection_string is None:
-            raise ConfigurationError("pass connection_string=... or client=...")
+        if (client is None) == (connection_string is None):
+            raise ConfigurationError("pass connection_string=... or client=... (one of them)")
         self._connection_string = connection_string
         self._owns_client = client is None
         if client is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -84,6 +85,8 @@ class MongoDBSessionManager(RepositorySessionManager):
         self._turn_starts: dict[str, int] = {}
         self._pending: dict[str, list[Message]] = {}
         self._agents: dict[str, LocalAgent] = {}
+        self._last_turn_metrics: dict[str, dict[str, Any]] = {}
+        self._contended: set[str] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -130,6 +133,7 @@ class MongoDBSessionManager(RepositorySessionManager):
             turn.observe(message)
             if turn.is_final(message):
                 event_loop_metrics, totals = turn.finish("completed")
+                self._last_turn_metrics[agent.agent_id] = event_loop_metrics
         await self._write_message(agent, message, event_loop_metrics=event_loop_metrics, totals=totals)
 
     async def _on_after_invocation(self, event: AfterInvocationEvent) -> None:
@@ -139,10 +143,14 @@ class MongoDBSessionManager(RepositorySessionManager):
         totals: dict[str, int] | None = None
         if turn is not None and not turn.recorded and turn.last_message_id is not None:
             result = event.result
+            in_flight = sys.exc_info()[1]  # Strands runs this hook in a `finally`: the turn's error, if any
+            if turn.error is None and in_flight is not None:
+                turn.error = in_flight
             record, totals = turn.finish(
                 _status_of(turn, None if result is None else str(result.stop_reason))
             )
             turn_record = (turn.last_message_id, record)
+            self._last_turn_metrics[agent.agent_id] = record
         changed = self._changed_agent(agent)
         if changed is None and totals is None:
             return
@@ -181,6 +189,7 @@ class MongoDBSessionManager(RepositorySessionManager):
         changed: tuple[SessionAgent, SyncMarker] | None,
         incomplete_reason: str | None = None,
     ) -> None:
+        requested = session_message.message_id
         message_id = self.repository.write_message(
             self.session_id,
             agent.agent_id,
@@ -188,7 +197,10 @@ class MongoDBSessionManager(RepositorySessionManager):
             session_update=session_update,
             event_loop_metrics=event_loop_metrics,
             incomplete_reason=incomplete_reason,
+            allocate_first=agent.agent_id in self._contended,
         )
+        if message_id != requested:  # another writer shares this agent: take ids from the counter
+            self._contended.add(agent.agent_id)
         self._latest_agent_message[agent.agent_id] = session_message
         self._held_records.setdefault(agent.agent_id, []).append(session_message)
         turn = self._turns.get(agent.agent_id)
@@ -342,6 +354,10 @@ class MongoDBSessionManager(RepositorySessionManager):
         session_message = SessionMessage.from_message(message, self._next_message_id(agent.agent_id))
         await run_io(self._store_message, agent, session_message, None, None, None, reason)
         return message
+
+    def last_turn_metrics(self, agent_id: str) -> dict[str, Any] | None:
+        """The ``event_loop_metrics`` record of the agent's last finished turn in this manager, or None."""
+        return self._last_turn_metrics.get(agent_id)
 
     # --- async construction -------------------------------------------------------------------
 

@@ -80,10 +80,15 @@ class MongoDBConnectionPool:
     def __len__(self) -> int:
         return len(self._clients)
 
-    def close(self) -> None:
-        """Close every client this pool created (they are recreated on next use)."""
+    def close(self, connection_string: str | None = None) -> None:
+        """Close the clients this pool created, or only those for ``connection_string``.
+
+        They are recreated on next use. Close before the server goes away, or pymongo's monitors
+        keep the interpreter waiting for it at exit.
+        """
         with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
+            keys = [key for key in self._clients if connection_string in (None, key[0])]
+            clients = [self._clients.pop(key) for key in keys]
         for client in clients:
             client.close()
 

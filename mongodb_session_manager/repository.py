@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pymongo import InsertOne, MongoClient, ReturnDocument, UpdateOne
+from pymongo import MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
 from strands.session.session_repository import SessionRepository
@@ -20,9 +21,22 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
-from ._plans import Allocate, Flow, InsertOp, Plan, UpdateOp, insert_message_flow
+from ._index_registry import indexes_ready, mark_indexes_ready
+from ._plans import (
+    Allocate,
+    Flow,
+    InsertOp,
+    Plan,
+    ReadTail,
+    allocate_projection,
+    allocated_message_id,
+    client_models,
+    insert_message_flow,
+    session_update_plan,
+)
 from ._validation import validate_agent_id, validate_message_id, validate_session_id
 from .errors import ConfigurationError, SessionNotFoundError
+from .metrics_query import MetricsQuery, SessionMetrics
 from .pool import MongoDBConnectionPool
 
 if TYPE_CHECKING:
@@ -32,8 +46,7 @@ logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 
-_indexed: set[tuple[int, str, str]] = set()
-_indexed_lock = threading.Lock()
+_indexes_lock = threading.Lock()
 
 
 class MongoDBSessionRepository(SessionRepository):
@@ -56,6 +69,8 @@ class MongoDBSessionRepository(SessionRepository):
             if connection_string is None:
                 raise ConfigurationError("pass connection_string=... or client=...")
             client = MongoDBConnectionPool.default().client(connection_string, **client_options)
+        elif connection_string is not None:
+            raise ConfigurationError("pass connection_string=... or client=..., not both")
         elif client_options:
             raise ConfigurationError(
                 f"client options {sorted(client_options)} cannot apply to a client you passed in"
@@ -65,7 +80,8 @@ class MongoDBSessionRepository(SessionRepository):
         self.names = schema.CollectionNames.for_base(collection_name)
         self.collection: Collection[Document] = self.database[self.names.sessions]
         self.messages_collection: Collection[Document] = self.database[self.names.messages]
-        self._bulk_supported = hasattr(client, "bulk_write")
+        # Checked on the type: clients like mongomock answer any attribute with a database.
+        self._bulk_supported = callable(getattr(type(client), "bulk_write", None))
 
     def __repr__(self) -> str:
         return (
@@ -77,16 +93,16 @@ class MongoDBSessionRepository(SessionRepository):
 
     def ensure_indexes(self) -> None:
         """Create the indexes once per process per (client, database, collection); idempotent."""
-        key = (id(self.client), self.database.name, self.names.sessions)
-        if key in _indexed:
+        where = (self.client, self.database.name, self.names.sessions)
+        if indexes_ready(*where):
             return
-        with _indexed_lock:
-            if key in _indexed:
+        with _indexes_lock:
+            if indexes_ready(*where):
                 return
             with translate_driver_errors("create indexes"):
                 self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
                 self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
-            _indexed.add(key)
+            mark_indexes_ready(*where)
 
     def close(self) -> None:
         """Nothing to release: clients belong to the pool or to whoever passed them in."""
@@ -97,9 +113,7 @@ class MongoDBSessionRepository(SessionRepository):
         """Create the session document; creating an existing session is a no-op (race-free)."""
         validate_session_id(session.session_id)
         self.ensure_indexes()
-        document = schema.session_document(
-            session, metadata=kwargs.get("metadata"), expire_at=kwargs.get("expire_at")
-        )
+        document = schema.session_document(session, metadata=kwargs.get("metadata"))
         try:
             with translate_driver_errors("create session"):
                 self.collection.update_one(
@@ -126,6 +140,23 @@ class MongoDBSessionRepository(SessionRepository):
             self.messages_collection.delete_many({"session_id": session_id})
             return self.collection.delete_one({"_id": session_id}).deleted_count == 1
 
+    def list_sessions(
+        self,
+        *,
+        skip: int = 0,
+        limit: int = 50,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
+        query = schema.session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
+        skip, limit = schema.page(skip, limit)
+        with translate_driver_errors("list sessions"):
+            cursor = self.collection.find(query, sort=schema.SESSION_LIST_SORT, skip=skip, limit=limit)
+            return [schema.session_summary(document) for document in cursor]
+
     # --- agents -----------------------------------------------------------------------------
 
     def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
@@ -145,7 +176,7 @@ class MongoDBSessionRepository(SessionRepository):
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
         validate_agent_id(agent_id)
         document = self.load_session_document(session_id)
-        return _agent_in(document, agent_id)
+        return schema.agent_in_session(document, agent_id)
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         self.write_session_update(session_id, agent=session_agent)
@@ -221,6 +252,7 @@ class MongoDBSessionRepository(SessionRepository):
         session_update: Mapping[str, Any] | None = None,
         event_loop_metrics: Mapping[str, Any] | None = None,
         incomplete_reason: str | None = None,
+        allocate_first: bool = False,
     ) -> int:
         """Insert a message (plus an optional session-document update) and return its stored id."""
         validate_session_id(session_id)
@@ -234,6 +266,7 @@ class MongoDBSessionRepository(SessionRepository):
             session_update=session_update,
             event_loop_metrics=event_loop_metrics,
             incomplete_reason=incomplete_reason,
+            allocate_first=allocate_first,
         )
         return self._drive(flow)
 
@@ -251,23 +284,16 @@ class MongoDBSessionRepository(SessionRepository):
         agent_id = agent_id or (agent.agent_id if agent else None)
         if agent_id is not None:
             validate_agent_id(agent_id)
-        ops: list[InsertOp | UpdateOp] = [
-            UpdateOp(
-                "sessions",
-                {"_id": session_id},
-                schema.session_update(agent=agent, totals=totals, agent_id=agent_id),
-            )
-        ]
-        if turn_record is not None and agent_id is not None:
-            message_id, metrics = turn_record
-            ops.append(
-                UpdateOp(
-                    "messages",
-                    schema.message_filter(session_id, agent_id, message_id),
-                    schema.turn_record_update(metrics),
-                )
-            )
-        self._run_plan(Plan(tuple(ops)), "update session")
+        plan = session_update_plan(
+            session_id, agent=agent, totals=totals, agent_id=agent_id, turn_record=turn_record
+        )
+        self._run_plan(plan, "update session")
+
+    # --- metrics ----------------------------------------------------------------------------
+
+    def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> SessionMetrics:
+        """A session's totals, per-agent totals and one page of its turns (see :class:`MetricsQuery`)."""
+        return MetricsQuery(self).session_metrics(session_id, skip=skip, limit=limit)
 
     # --- multi-agent ------------------------------------------------------------------------
 
@@ -300,6 +326,8 @@ class MongoDBSessionRepository(SessionRepository):
             try:
                 if isinstance(step, Plan):
                     step = flow.send(self._try_plan(step))
+                elif isinstance(step, ReadTail):
+                    step = flow.send(self._read_tail(step))
                 else:
                     step = flow.send(self._allocate(step))
             except StopIteration as done:
@@ -312,8 +340,16 @@ class MongoDBSessionRepository(SessionRepository):
             return False
         return True
 
+    def _read_tail(self, request: ReadTail) -> int:
+        with translate_driver_errors("read message ids"):
+            ids = [
+                doc["message_id"]
+                for doc in self.messages_collection.find(request.filter, {"message_id": 1, "_id": 0})
+            ]
+        return int(max(ids, default=request.from_message_id))
+
     def _allocate(self, request: Allocate) -> int:
-        projection = {schema.agent_path(request.agent_id, "next_message_id"): 1}
+        projection = allocate_projection(request)
         with translate_driver_errors("allocate message id"):
             document = self.collection.find_one_and_update(
                 {"_id": request.session_id},
@@ -323,24 +359,16 @@ class MongoDBSessionRepository(SessionRepository):
             )
             if document is None:
                 document = self.collection.find_one({"_id": request.session_id}, projection)
-        agent = (document or {}).get("agents", {}).get(request.agent_id, {})
-        if "next_message_id" not in agent:
-            raise SessionNotFoundError(f"session_id=<{request.session_id}> | session does not exist")
-        logger.debug(
-            "session_id=<%s> | agent_id=<%s> | message_id=<%s> taken, moved to <%s>",
-            request.session_id,
-            request.agent_id,
-            request.taken_message_id,
-            agent["next_message_id"],
-        )
-        return int(agent["next_message_id"])
+        return allocated_message_id(request, document)
 
     def _run_plan(self, plan: Plan, operation: str) -> None:
         """One round trip with client-level bulkWrite when possible, else one per operation."""
         if self._bulk_supported and len(plan.ops) > 1:
             try:
                 with translate_driver_errors(operation):
-                    self.client.bulk_write([self._client_model(op) for op in plan.ops], ordered=True)
+                    self.client.bulk_write(
+                        client_models(plan, self.names.namespaces(self.database.name)), ordered=True
+                    )
                 return
             except ClientBulkWriteUnsupported:
                 self._bulk_supported = False
@@ -352,16 +380,5 @@ class MongoDBSessionRepository(SessionRepository):
                 else:
                     collection.update_one(op.filter, op.update, upsert=op.upsert)
 
-    def _client_model(self, op: InsertOp | UpdateOp) -> InsertOne[Document] | UpdateOne:
-        namespace = f"{self.database.name}.{self._collection_for(op.target).name}"
-        if isinstance(op, InsertOp):
-            return InsertOne(op.document, namespace=namespace)
-        return UpdateOne(op.filter, op.update, upsert=op.upsert, namespace=namespace)
-
     def _collection_for(self, target: str) -> Collection[Document]:
         return self.collection if target == "sessions" else self.messages_collection
-
-
-def _agent_in(document: Mapping[str, Any] | None, agent_id: str) -> SessionAgent | None:
-    agent = ((document or {}).get("agents") or {}).get(agent_id)
-    return None if agent is None else schema.agent_from_document(agent_id, agent)

@@ -29,7 +29,9 @@ from pymongo import IndexModel
 from strands.types.content import Message
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
+from ._validation import validate_agent_id
 from .codec import from_bson_datetime, to_bson_datetime
+from .errors import InvalidSessionInputError
 
 SCHEMA_VERSION = 1
 DEFAULT_COLLECTION_NAME = "sessions"
@@ -47,6 +49,13 @@ class CollectionNames:
     def for_base(cls, collection_name: str) -> CollectionNames:
         return cls(sessions=collection_name, messages=f"{collection_name}_messages")
 
+    def namespaces(self, database_name: str) -> dict[str, str]:
+        """``"db.collection"`` per write target, as client-level ``bulkWrite`` names them."""
+        return {
+            "sessions": f"{database_name}.{self.sessions}",
+            "messages": f"{database_name}.{self.messages}",
+        }
+
 
 @dataclass(frozen=True)
 class IndexSpec:
@@ -57,10 +66,7 @@ class IndexSpec:
     options: Mapping[str, Any]
 
 
-SESSION_INDEXES = (
-    IndexSpec((("updated_at", -1),), "updated_at", {}),
-    IndexSpec((("expire_at", 1),), "expire_at_ttl", {"expireAfterSeconds": 0, "sparse": True}),
-)
+SESSION_INDEXES = (IndexSpec((("updated_at", -1),), "updated_at", {}),)
 MESSAGE_INDEXES = (
     # Serves every conversation read (window by message_id) and makes concurrent inserts safe.
     IndexSpec(
@@ -93,9 +99,7 @@ def utcnow() -> datetime:
 # --- sessions ---------------------------------------------------------------------------------
 
 
-def session_document(
-    session: Session, *, metadata: Mapping[str, Any] | None = None, expire_at: datetime | None = None
-) -> dict[str, Any]:
+def session_document(session: Session, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The document inserted when a session is created."""
     document: dict[str, Any] = {
         "_id": session.session_id,
@@ -108,8 +112,6 @@ def session_document(
         "multi_agents": {},
         "totals": {},
     }
-    if expire_at is not None:
-        document["expire_at"] = expire_at
     return document
 
 
@@ -125,6 +127,44 @@ def session_from_document(document: Mapping[str, Any]) -> Session:
         created_at=from_bson_datetime(document.get("created_at")),
         updated_at=from_bson_datetime(document.get("updated_at")),
     )
+
+
+MAX_PAGE_SIZE = 1000
+
+
+def page(skip: int, limit: int) -> tuple[int, int]:
+    """Validated ``(skip, limit)`` for a listing: ``skip >= 0``, ``1 <= limit <= MAX_PAGE_SIZE``."""
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise InvalidSessionInputError(f"skip must be a non-negative int, got {skip!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidSessionInputError(f"limit must be an int in 1..{MAX_PAGE_SIZE}, got {limit!r}")
+    return skip, limit
+
+
+def session_summary(document: Mapping[str, Any]) -> dict[str, Any]:
+    """What a listing shows of a session: ids, times, metadata, totals (not agent state)."""
+    return {
+        "session_id": document["_id"],
+        "session_type": document.get("session_type", SessionType.AGENT.value),
+        "created_at": document.get("created_at"),
+        "updated_at": document.get("updated_at"),
+        "metadata": dict(document.get("metadata") or {}),
+        "agent_ids": sorted(document.get("agents") or {}),
+        "totals": dict(document.get("totals") or {}),
+    }
+
+
+def _refuse_operators(key: Any, value: Any) -> None:
+    if not isinstance(key, str) or not key or key.startswith("$") or ".$" in key:
+        raise InvalidSessionInputError(f"metadata keys must not be empty or start with '$': {key!r}")
+    if isinstance(value, Mapping):
+        for inner_key, inner_value in value.items():
+            _refuse_operators(inner_key, inner_value)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, Mapping):
+                for inner_key, inner_value in item.items():
+                    _refuse_operators(inner_key, inner_value)
 
 
 def _session_type_value(session_type: Any) -> str:
@@ -158,6 +198,12 @@ def agent_from_document(agent_id: str, document: Mapping[str, Any]) -> SessionAg
         created_at=from_bson_datetime(document.get("created_at")),
         updated_at=from_bson_datetime(document.get("updated_at")),
     )
+
+
+def agent_in_session(document: Mapping[str, Any] | None, agent_id: str) -> SessionAgent | None:
+    """The agent stored in a session document, or None."""
+    agent = ((document or {}).get("agents") or {}).get(agent_id)
+    return None if agent is None else agent_from_document(agent_id, agent)
 
 
 def create_agent_filter(session_id: str, agent_id: str) -> dict[str, Any]:
@@ -202,18 +248,19 @@ def session_update(
     return update
 
 
-def allocate_message_id_update(agent_id: str, taken_message_id: int) -> list[dict[str, Any]]:
-    """Pipeline update handing out the next free id after a conflict on ``taken_message_id``.
+def allocate_message_id_update(agent_id: str, floor: int) -> list[dict[str, Any]]:
+    """Pipeline update handing out the next free message id above ``floor``.
 
-    ``next_message_id`` only exists once a conflict happened; it is the highest id handed out
-    this way, so concurrent writers that collide each get a distinct id from one atomic update.
+    ``next_message_id`` exists only once writers have collided (it also tells readers that ids
+    may have gaps); it holds the last id handed out this way, so concurrent writers that
+    collide each get a distinct id from one atomic update.
     """
     counter = "$" + agent_path(agent_id, "next_message_id")
     return [
         {
             "$set": {
                 agent_path(agent_id, "next_message_id"): {
-                    "$add": [{"$max": [{"$ifNull": [counter, 0]}, taken_message_id]}, 1]
+                    "$add": [{"$max": [{"$ifNull": [counter, -1]}, floor]}, 1]
                 }
             }
         }
@@ -306,3 +353,36 @@ def update_message_update(session_message: SessionMessage) -> dict[str, Any]:
 def turn_record_update(event_loop_metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Attach a turn's metrics to the message that closes it."""
     return {"$set": {"event_loop_metrics": dict(event_loop_metrics)}}
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+def session_list_filter(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    agent_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Sessions updated in ``[since, until)``, holding ``agent_id``, whose metadata has these values.
+
+    The caller validates ``agent_id``; metadata keys starting with ``$`` are refused here.
+    """
+    query: dict[str, Any] = {}
+    window: dict[str, datetime] = {}
+    if since is not None:
+        window["$gte"] = to_bson_datetime(since)
+    if until is not None:
+        window["$lt"] = to_bson_datetime(until)
+    if window:
+        query["updated_at"] = window
+    if agent_id is not None:
+        query[agent_path(validate_agent_id(agent_id))] = {"$exists": True}
+    for key, value in (metadata or {}).items():
+        _refuse_operators(key, value)  # also nested: {"user": {"$ne": None}} would match everyone
+        query[f"metadata.{key}"] = value
+    return query
+
+
+SESSION_LIST_SORT = [("updated_at", -1), ("_id", 1)]

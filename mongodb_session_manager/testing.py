@@ -127,7 +127,8 @@ class ScriptedModel(Model):
     A tool-using turn takes two calls: the one returning the tool calls, then the final text. When
     ``responses`` run out the model cycles through them again (``loop=True``), else asks
     ``respond(messages)``, else replies ``"You said: <last user text>"``. A ``str`` is a plain text
-    reply. ``chunk_delay`` seconds are awaited between streamed deltas (never when 0).
+    reply. ``chunk_delay`` seconds are awaited between streamed deltas; with 0 the model still
+    yields to the event loop there, as a provider streaming from the network does.
     """
 
     def __init__(
@@ -185,7 +186,8 @@ class ScriptedModel(Model):
         for position, event in enumerate(_events(call)):
             if cancel_signal is not None and cancel_signal.is_set():
                 return
-            if self._chunk_delay and position > 0 and "contentBlockDelta" in event:
+            if position > 0 and "contentBlockDelta" in event:
+                # Like a real provider, yield to the loop between chunks (sleep(0) when no delay).
                 await asyncio.sleep(self._chunk_delay)
             yield event
         if call.fails:

@@ -85,3 +85,11 @@ def database_name(mongodb_uri: str) -> Iterator[str]:
         client.drop_database(name)
     finally:
         client.close()
+
+
+@pytest.fixture
+def client(mongodb_uri: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    """A client of the test's own, as an app process would hold one."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_uri)
+    yield client
+    client.close()

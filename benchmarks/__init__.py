@@ -1,0 +1,1 @@
+"""Benchmarks of mongodb-session-manager: ``python -m benchmarks.run [--size tiny|default]``."""

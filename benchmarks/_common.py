@@ -1,0 +1,223 @@
+"""What every measure shares: sizes, sample statistics, results, round-trip counting, agents."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pymongo
+from pymongo import monitoring
+from strands import Agent, tool
+from strands.agent.conversation_manager import SlidingWindowConversationManager
+from strands.session import SessionManager
+
+from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
+
+Document = dict[str, Any]
+Verdict = Literal["MET", "MISSED", "INFO", "NOT MEASURED"]
+
+# A reply of ~60 words: enough streamed chunks to look like a real answer.
+REPLY = " ".join(f"word{i}" for i in range(60))
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much work each measure does; ``default`` is the documented full run."""
+
+    name: str
+    repeats: int  # repeated runs behind every min/median/max
+    turns: int  # sequential turns per run (B1, B3)
+    resume_sessions: int  # sessions resumed per run (B2)
+    resume_messages: tuple[int, ...]  # stored conversation lengths (B4)
+    lag_turns: int  # concurrent streamed turns (B5)
+    sessions: int  # concurrent sessions (B6)
+    turns_per_session: int  # sequential turns in each of them (B6)
+    metric_turns: int  # stored turn records (B7)
+
+
+SIZES = {
+    "tiny": Size("tiny", 2, 3, 2, (100, 300, 1_000), 10, 10, 1, 1_000),
+    "default": Size("default", 5, 30, 20, (100, 1_000, 10_000), 50, 100, 3, 100_000),
+}
+
+
+@dataclass
+class Row:
+    """One measured quantity: its samples (one per repeated run) and unit."""
+
+    label: str
+    samples: list[float]
+    unit: str
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def cells(self) -> tuple[str, str, str]:
+        return fmt(min(self.samples)), fmt(self.median), fmt(max(self.samples))
+
+
+@dataclass
+class Result:
+    """What one measure reports: its rows, the target and the verdict on it."""
+
+    key: str
+    title: str
+    target: str
+    verdict: Verdict = "INFO"
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, label: str, samples: Sequence[float], unit: str) -> Row:
+        row = Row(label, [float(s) for s in samples], unit)
+        self.rows.append(row)
+        return row
+
+    def judge(self, met: bool, why: str) -> None:
+        self.verdict = "MET" if met else "MISSED"
+        self.notes.insert(0, f"{self.verdict}: {why}")
+
+
+def fmt(value: float) -> str:
+    if value == 0 or abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if abs(value) >= 0.1 else f"{value:.3f}"
+
+
+def ratio(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:
+    """Per-run ratios (runs paired by position)."""
+    return [n / d if d else float("inf") for n, d in zip(numerators, denominators, strict=True)]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """``with stopwatch() as elapsed:`` then ``elapsed[0]`` is the block's time in ms."""
+    elapsed: list[float] = []
+    start = time.perf_counter()
+    try:
+        yield elapsed
+    finally:
+        elapsed.append((time.perf_counter() - start) * 1000)
+
+
+# --- round trips --------------------------------------------------------------------------------
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands a client sends (each one is one round trip to the server)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        with self._lock:
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    @contextmanager
+    def counting(self) -> Iterator[list[str]]:
+        """Yields the list of command names sent inside the block (filled when it ends)."""
+        seen: list[str] = []
+        start = len(self.names)
+        try:
+            yield seen
+        finally:
+            with self._lock:
+                seen.extend(self.names[start:])
+
+
+def counted_client(uri: str) -> tuple[pymongo.MongoClient[Document], CommandCounter]:
+    counter = CommandCounter()
+    client: pymongo.MongoClient[Document] = pymongo.MongoClient(uri, event_listeners=[counter])
+    return client, counter
+
+
+# --- agents -------------------------------------------------------------------------------------
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def plain_model() -> ScriptedModel:
+    return ScriptedModel([REPLY], loop=True, chunk_delay=0)
+
+
+def tool_model() -> ScriptedModel:
+    """Every turn: one tool call, then the final text (two model calls, four messages)."""
+    return ScriptedModel(
+        [ScriptedResponse(tool_calls=[ScriptedToolCall("add", {"a": 2, "b": 3})]), REPLY],
+        loop=True,
+        chunk_delay=0,
+    )
+
+
+def make_agent(
+    session_manager: SessionManager | None,
+    *,
+    agent_id: str = "assistant",
+    model: ScriptedModel | None = None,
+    tools: bool = False,
+) -> Agent:
+    return Agent(
+        model=model or plain_model(),
+        agent_id=agent_id,
+        session_manager=session_manager,
+        conversation_manager=SlidingWindowConversationManager(window_size=40),
+        tools=[add] if tools else None,
+        callback_handler=None,
+    )
+
+
+async def stream_turn(agent: Agent, prompt: str) -> None:
+    """One streamed turn, consumed event by event as a web handler would."""
+    async for _event in agent.stream_async(prompt):
+        pass
+
+
+# --- the run's shared state ---------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """One server, one counted client, one size: what every measure is given."""
+
+    uri: str
+    size: Size
+    client: pymongo.MongoClient[Document]
+    counter: CommandCounter
+    run_id: str
+    databases: list[str] = field(default_factory=list)
+
+    def database(self, key: str) -> str:
+        """A database private to one measure of this run (dropped by :meth:`drop_databases`)."""
+        name = f"msm_bench_{self.run_id}_{key}"
+        self.databases.append(name)
+        return name
+
+    def drop_databases(self) -> None:
+        for name in self.databases:
+            self.client.drop_database(name)
+        self.databases.clear()

@@ -1,0 +1,235 @@
+"""``sessions list|show|export|import|delete``: browse and move stored sessions."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from ._cli_common import (
+    EXIT_CONFLICT,
+    EXIT_ERROR,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    CLIError,
+    open_repository,
+)
+from ._cli_output import (
+    make_console,
+    plain,
+    print_json,
+    render_conversation,
+    table,
+    totals_table,
+    turn_rows,
+    turns_table,
+)
+from ._cli_transfer import read_export, write_export
+from ._driver_errors import DuplicateKey, translate_driver_errors
+from ._validation import validate_session_id
+from .repository import MongoDBSessionRepository
+
+Document = dict[str, Any]
+
+PROGRESS_MIN_MESSAGES = 200
+_IMPORT_BATCH = 500
+_CONVERSATION_SORT = [("agent_id", 1), ("message_id", 1)]
+
+
+def find_session(repository: MongoDBSessionRepository, session_id: str) -> Document:
+    """The session document, or exit 4 naming where it was looked for."""
+    document = repository.load_session_document(validate_session_id(session_id))
+    if document is None:
+        raise CLIError(
+            f"session {session_id!r} not found in {repository.database.name}.{repository.names.sessions}",
+            EXIT_NOT_FOUND,
+        )
+    return document
+
+
+def conversation(repository: MongoDBSessionRepository, session_id: str) -> Iterator[Document]:
+    """Every message of the session, agent by agent, in order (a cursor, not a list)."""
+    with translate_driver_errors("read messages"):
+        yield from repository.messages_collection.find({"session_id": session_id}, sort=_CONVERSATION_SORT)
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def list_sessions(args: argparse.Namespace) -> int:
+    filters: dict[str, Any] = {
+        "since": args.since,
+        "until": args.until,
+        "agent_id": args.agent,
+        "metadata": dict(args.meta or []),
+    }
+    with open_repository(args) as repository:
+        page = repository.list_sessions(skip=args.skip, limit=args.limit, **filters)
+        with translate_driver_errors("count sessions"):
+            total = repository.collection.count_documents(schema.session_list_filter(**filters))
+    if args.json:
+        print_json({"total": total, "skip": args.skip, "limit": args.limit, "sessions": page})
+        return 0
+    console = make_console()
+    rows = [
+        [
+            document["session_id"],
+            document.get("updated_at"),
+            document.get("created_at"),
+            ", ".join(document.get("agent_ids") or []) or None,
+            (document.get("totals") or {}).get("turns", 0),
+            (document.get("totals") or {}).get("totalTokens", 0),
+            _compact_metadata(document.get("metadata")),
+        ]
+        for document in page
+    ]
+    shown = f"{args.skip + 1}-{args.skip + len(page)}" if page else "none"
+    console.print(
+        table(
+            f"Sessions ({shown} of {total})",
+            ("session_id", "updated", "created", "agents", "turns", "tokens", "metadata"),
+            rows,
+        )
+    )
+    return 0
+
+
+def show_session(args: argparse.Namespace) -> int:
+    with open_repository(args) as repository:
+        document = find_session(repository, args.session_id)
+        messages = list(conversation(repository, args.session_id))
+    turns = turn_rows(messages)
+    if args.json:
+        print_json({"session": document, "messages": messages, "turns": turns})
+        return 0
+    console = make_console()
+    console.print(f"[bold]Session[/bold] {_escape(document['_id'])}")
+    console.print(
+        f"  created {plain(document.get('created_at'))}, updated {plain(document.get('updated_at'))}"
+    )
+    if document.get("metadata"):
+        console.print(f"  metadata {_escape(_compact_metadata(document['metadata']) or '')}")
+    agent_ids = sorted({str(message.get("agent_id")) for message in messages})
+    for agent_id in agent_ids:
+        console.print(f"\n[bold]Agent[/bold] {_escape(agent_id)}")
+        render_conversation(console, (m["message"] for m in messages if m.get("agent_id") == agent_id))
+    if not messages:
+        console.print("\n(no messages)")
+    console.print()
+    console.print(turns_table(turns))
+    console.print(totals_table(document.get("totals") or {}))
+    return 0
+
+
+def export_session(args: argparse.Namespace) -> int:
+    target: Path | None = args.output
+    with open_repository(args) as repository:
+        document = find_session(repository, args.session_id)
+        with translate_driver_errors("count messages"):
+            count = repository.messages_collection.count_documents({"session_id": args.session_id})
+        messages = conversation(repository, args.session_id)
+        if target is None:
+            write_export(sys.stdout, document, messages, message_count=count)
+            return 0
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with ExitStack() as stack:
+                out = stack.enter_context(partial.open("w", encoding="utf-8"))
+                advance = (
+                    _progress(stack, count)
+                    if sys.stdout.isatty() and count >= PROGRESS_MIN_MESSAGES
+                    else None
+                )
+                written = write_export(out, document, messages, message_count=count, on_message=advance)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+    sys.stdout.write(f"exported session {args.session_id!r} ({written} messages) to {target}\n")
+    return 0
+
+
+def import_session(args: argparse.Namespace) -> int:
+    source = str(args.file)
+    text = sys.stdin.read() if source == "-" else _read_text(args.file)
+    document, messages = read_export(text, source=source)
+    session_id = validate_session_id(document["_id"])
+    with open_repository(args) as repository:
+        if repository.load_session_document(session_id) is not None:
+            if not args.replace:
+                raise CLIError(
+                    f"session {session_id!r} already exists; pass --replace to overwrite it", EXIT_CONFLICT
+                )
+            repository.delete_session(session_id)
+        repository.ensure_indexes()
+        try:
+            with translate_driver_errors("import session"):
+                repository.collection.insert_one(document)
+                for start in range(0, len(messages), _IMPORT_BATCH):
+                    repository.messages_collection.insert_many(messages[start : start + _IMPORT_BATCH])
+        except DuplicateKey as exc:
+            raise CLIError(
+                f"session {session_id!r} was written by someone else during the import: {exc}", EXIT_CONFLICT
+            ) from exc
+    sys.stdout.write(f"imported session {session_id!r} ({len(messages)} messages)\n")
+    return 0
+
+
+def delete_session(args: argparse.Namespace) -> int:
+    with open_repository(args) as repository:
+        find_session(repository, args.session_id)
+        if not args.yes:
+            _confirm(f"Delete session {args.session_id!r} and all of its messages? [y/N] ")
+        repository.delete_session(args.session_id)
+    sys.stdout.write(f"deleted session {args.session_id!r}\n")
+    return 0
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _confirm(question: str) -> None:
+    if not sys.stdin.isatty():
+        raise CLIError(
+            "refusing to delete without confirmation: stdin is not a terminal; pass --yes", EXIT_USAGE
+        )
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise CLIError("not deleted", EXIT_ERROR)
+
+
+def _progress(stack: ExitStack, total: int) -> Callable[[], None]:
+    """A transient progress bar on stdout, advanced once per exported message."""
+    from rich.progress import Progress
+
+    progress = stack.enter_context(Progress(console=make_console(), transient=True))
+    task = progress.add_task("Exporting messages", total=total)
+
+    def advance() -> None:
+        progress.advance(task)
+
+    return advance
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE) from exc
+
+
+def _compact_metadata(metadata: Any) -> str | None:
+    if not metadata:
+        return None
+    return ", ".join(f"{key}={plain(value)}" for key, value in dict(metadata).items())
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(str(text))

@@ -1,0 +1,100 @@
+"""Persistence never stalls the event loop, even when every database write is slow."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pymongo
+import pytest
+from strands import Agent
+from strands.session.repository_session_manager import RepositorySessionManager
+
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager.testing import ScriptedModel
+
+Client = pymongo.MongoClient[dict[str, Any]]
+WRITE_DELAY = 0.1
+
+
+def slow(method: Callable[..., Any]) -> Callable[..., Any]:
+    def slowed(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(WRITE_DELAY)  # a slow network or an overloaded primary
+        return method(*args, **kwargs)
+
+    return slowed
+
+
+@pytest.fixture
+def slow_repository(
+    client: Client, database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> MongoDBSessionRepository:
+    repository = MongoDBSessionRepository(client=client, database_name=database_name)
+    for name in ("write_message", "write_session_update", "create_message", "update_agent"):
+        monkeypatch.setattr(repository, name, slow(getattr(repository, name)))
+    return repository
+
+
+async def longest_tick_gap_during(work: Callable[[], Any]) -> float:
+    """Run ``work`` beside a 5 ms ticker; return the longest time the ticker waited beyond its period."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last - 0.005)
+            last = now
+            if done.is_set():
+                return
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.006)  # let the ticker start before the work does
+    try:
+        await work()
+    finally:
+        done.set()
+        await task
+    return max(gaps)
+
+
+async def three_streamed_turns(agent: Agent) -> None:
+    for prompt in ("one", "two", "three"):
+        async for _ in agent.stream_async(prompt):
+            pass
+
+
+async def test_slow_writes_do_not_block_the_loop(slow_repository: MongoDBSessionRepository) -> None:
+    manager = MongoDBSessionManager(session_id="slow", repository=slow_repository)
+    agent = Agent(
+        agent_id="assistant",
+        model=ScriptedModel(["First.", "Second.", "Third."], chunk_delay=0.001),
+        session_manager=manager,
+        callback_handler=None,
+    )
+    started = time.perf_counter()
+    longest = await longest_tick_gap_during(lambda: three_streamed_turns(agent))
+    elapsed = time.perf_counter() - started
+
+    assert elapsed >= 6 * WRITE_DELAY  # the writes really were slow (one per message)...
+    assert longest < WRITE_DELAY / 2  # ...and the loop kept ticking through every one of them
+    assert slow_repository.messages_collection.count_documents({"session_id": "slow"}) == 6
+
+
+async def test_the_same_slow_writes_do_block_a_plain_repository_session_manager(
+    slow_repository: MongoDBSessionRepository,
+) -> None:
+    """The control: Strands' stock manager calls the repository on the loop, so the ticker stalls."""
+    manager = RepositorySessionManager(session_id="blocking", session_repository=slow_repository)
+    agent = Agent(
+        agent_id="assistant",
+        model=ScriptedModel(["Only."], chunk_delay=0.001),
+        session_manager=manager,
+        callback_handler=None,
+    )
+    longest = await longest_tick_gap_during(lambda: three_streamed_turns(agent))
+    assert longest >= WRITE_DELAY * 0.9

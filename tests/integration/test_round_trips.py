@@ -1,0 +1,113 @@
+"""The write path's cost in round trips, counted with a pymongo CommandListener."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pymongo
+import pytest
+from pymongo import monitoring
+from strands import Agent, tool
+
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory
+from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
+
+
+class CommandCounter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def take(self) -> list[str]:
+        taken, self.commands = self.commands, []
+        return taken
+
+
+@pytest.fixture
+def counter() -> CommandCounter:
+    return CommandCounter()
+
+
+@pytest.fixture
+def counted_client(
+    mongodb_uri: str, counter: CommandCounter
+) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    with pymongo.MongoClient(mongodb_uri, event_listeners=[counter]) as client:
+        yield client
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+async def test_a_plain_turn_costs_two_round_trips_and_a_resume_two(
+    counted_client: pymongo.MongoClient[dict[str, Any]], counter: CommandCounter, database_name: str
+) -> None:
+    manager = MongoDBSessionManager(session_id="rt", client=counted_client, database_name=database_name)
+    agent = Agent(
+        agent_id="assistant",
+        model=ScriptedModel(["Hello.", "Again."]),
+        session_manager=manager,
+        callback_handler=None,
+    )
+    await agent.invoke_async("warm up")  # the first write in a process also creates the indexes
+    counter.take()
+
+    await agent.invoke_async("hi")
+    assert len(counter.take()) == 2  # the user message; the reply with the turn's metrics and totals
+
+    resumed = MongoDBSessionManager(session_id="rt", client=counted_client, database_name=database_name)
+    Agent(agent_id="assistant", model=ScriptedModel([]), session_manager=resumed, callback_handler=None)
+    assert counter.take() == ["find", "find"]  # the session document, then the message window
+
+
+async def test_a_tool_turn_costs_one_round_trip_per_message(
+    counted_client: pymongo.MongoClient[dict[str, Any]], counter: CommandCounter, database_name: str
+) -> None:
+    manager = MongoDBSessionManager(session_id="tools", client=counted_client, database_name=database_name)
+    agent = Agent(
+        agent_id="assistant",
+        model=ScriptedModel(
+            ["ok", ScriptedResponse(tool_calls=[ScriptedToolCall("add", {"a": 2, "b": 3})]), "It is 5."]
+        ),
+        tools=[add],
+        session_manager=manager,
+        callback_handler=None,
+    )
+    await agent.invoke_async("warm up")
+    counter.take()
+
+    await agent.invoke_async("2 + 3?")
+    assert len(agent.messages) == 6
+    assert len(counter.take()) == 4  # user, tool use, tool result, final reply
+
+
+async def test_async_construction_preloads_so_building_the_agent_does_no_io(
+    counted_client: pymongo.MongoClient[dict[str, Any]], counter: CommandCounter, database_name: str
+) -> None:
+    factory = MongoDBSessionManagerFactory(client=counted_client, database_name=database_name)
+    first = factory.create_session_manager("pre")
+    agent = Agent(
+        agent_id="assistant", model=ScriptedModel(["One."]), session_manager=first, callback_handler=None
+    )
+    await agent.invoke_async("hello")
+    counter.take()
+
+    manager = await factory.acreate_session_manager("pre", agent_id="assistant")
+    assert len(counter.take()) == 2
+    resumed = Agent(
+        agent_id="assistant", model=ScriptedModel([]), session_manager=manager, callback_handler=None
+    )
+    assert counter.take() == []
+    assert [m["role"] for m in resumed.messages] == ["user", "assistant"]
