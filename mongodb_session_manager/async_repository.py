@@ -46,9 +46,6 @@ logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 
-# (id(client), database, collection) -> client. Weak values: when a client is collected its entry
-# goes too, so a new client that happens to get the same id() still gets its indexes.
-
 
 class AsyncMongoDBSessionRepository:
     """Sessions, agents, messages and multi-agent state, with awaitable methods.
@@ -67,8 +64,8 @@ class AsyncMongoDBSessionRepository:
         client: Any = None,
         **client_options: Any,
     ) -> None:
-        if client is None and connection_string is None:
-            raise ConfigurationError("pass connection_string=... or client=...")
+        if (client is None) == (connection_string is None):
+            raise ConfigurationError("pass connection_string=... or client=... (one of them)")
         if client is not None and client_options:
             raise ConfigurationError(
                 f"client options {sorted(client_options)} cannot apply to a client you passed in"

@@ -151,6 +151,11 @@ class MongoDBSessionManager(RepositorySessionManager):
             )
             turn_record = (turn.last_message_id, record)
             self._last_turn_metrics[agent.agent_id] = record
+        elif turn is not None and turn.recorded:
+            # The final message already carried the turn's state and totals. What changed after it
+            # (the conversation manager trimming its window) rides along with the next write, or
+            # sync_agent()/close() stores it: a plain turn stays at two round trips.
+            return
         changed = self._changed_agent(agent)
         if changed is None and totals is None:
             return
@@ -282,11 +287,14 @@ class MongoDBSessionManager(RepositorySessionManager):
         super().sync_multi_agent(source, **kwargs)
 
     def close(self) -> None:
-        """Store what is still pending. The client stays open: it belongs to the pool or to you."""
+        """Store what is still pending (messages appended by hand, the latest state).
+
+        The client stays open: it belongs to the pool, the factory, or you.
+        """
         if self._closed:
             return
         for agent in list(self._agents.values()):
-            self._flush_pending(agent)
+            self.sync_agent(agent)
         self._closed = True
 
     async def aclose(self) -> None:

@@ -14,7 +14,7 @@ Token accounting, per model call, when a `ScriptedResponse` leaves it unset:
 
 `ScriptedModel.calls` records what each call reported, so tests can read exact numbers instead
 of re-deriving them. One Strands quirk: it replaces ``timeToFirstByteMs`` with its own wall-clock
-measurement whenever that measurement is at least 1 ms (always so with ``chunk_delay``), so
+measurement whenever that measurement is at least 1 ms (a slow machine, a delayed first chunk), so
 compare usage and ``latencyMs`` exactly and treat ``timeToFirstByteMs`` as indicative.
 """
 

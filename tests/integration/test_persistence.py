@@ -265,12 +265,11 @@ async def test_a_sliding_window_resume_reads_only_the_window(
             callback_handler=None,
         )
 
-    agent = windowed_agent(
-        MongoDBSessionManager(session_id="window", client=client, database_name=database_name),
-        [f"reply {n}" for n in range(6)],
-    )
+    manager = MongoDBSessionManager(session_id="window", client=client, database_name=database_name)
+    agent = windowed_agent(manager, [f"reply {n}" for n in range(6)])
     for turn in range(6):
         await agent.invoke_async(f"prompt {turn}")
+    manager.close()
     assert client[database_name].sessions_messages.count_documents({"session_id": "window"}) == 12
 
     with pymongo.MongoClient(mongodb_uri) as fresh_client:

@@ -9,6 +9,7 @@ import pymongo
 import pytest
 from pymongo import monitoring
 from strands import Agent, tool
+from strands.agent.conversation_manager import SlidingWindowConversationManager
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory
 from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
@@ -111,3 +112,29 @@ async def test_async_construction_preloads_so_building_the_agent_does_no_io(
     )
     assert counter.take() == []
     assert [m["role"] for m in resumed.messages] == ["user", "assistant"]
+
+
+async def test_a_full_sliding_window_keeps_a_turn_at_two_round_trips(
+    counted_client: pymongo.MongoClient[dict[str, Any]], counter: CommandCounter, database_name: str
+) -> None:
+    """Trimming the window after the reply changes state; that change rides with the next write."""
+    manager = MongoDBSessionManager(session_id="window", client=counted_client, database_name=database_name)
+    agent = Agent(
+        agent_id="assistant",
+        model=ScriptedModel(["Noted."], loop=True),
+        conversation_manager=SlidingWindowConversationManager(window_size=4),
+        session_manager=manager,
+        callback_handler=None,
+    )
+    for turn in range(4):
+        await agent.invoke_async(f"fact {turn}")
+    counter.take()
+
+    await agent.invoke_async("one more")
+    assert len(counter.take()) == 2
+
+    manager.close()  # stores the last trim
+    stored = counted_client[database_name].sessions.find_one({"_id": "window"})
+    assert stored is not None
+    state = stored["agents"]["assistant"]["conversation_manager_state"]
+    assert state == agent.conversation_manager.get_state()
