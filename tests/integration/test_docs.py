@@ -1,4 +1,4 @@
-"""Every ```python block in docs/*.md runs, as written, against a real server.
+"""Every ```python block in docs/*.md and the README runs, as written, against a real server.
 
 Each block is a self-contained script: it runs in a subprocess with ``MONGODB_URI`` set to the
 session's server and ``MSM_DATABASE`` to a fresh database, and must exit 0. Blocks that are not
@@ -39,7 +39,7 @@ class Snippet:
 
 def _snippets() -> list[Snippet]:
     found: list[Snippet] = []
-    for page in sorted(DOCS.glob("*.md")):
+    for page in [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]:
         text = page.read_text(encoding="utf-8")
         for match in FENCE.finditer(text):
             line = text.count("\n", 0, match.start()) + 1
