@@ -38,16 +38,26 @@ Document = dict[str, Any]
 # --- parsing ----------------------------------------------------------------------------------
 
 
+# Stored (Strands' camelCase) -> model field names, shared by totals and turn records.
+_TOKEN_FIELDS = {
+    "input_tokens": "inputTokens",
+    "output_tokens": "outputTokens",
+    "total_tokens": "totalTokens",
+    "cache_read_input_tokens": "cacheReadInputTokens",
+    "cache_write_input_tokens": "cacheWriteInputTokens",
+}
+
+
+def _tokens(source: Mapping[str, Any]) -> dict[str, int]:
+    return {field: source.get(stored, 0) for field, stored in _TOKEN_FIELDS.items()}
+
+
 def _totals(document: Mapping[str, Any] | None) -> MetricsTotals:
     document = document or {}
     return MetricsTotals(
         turns=document.get("turns", 0),
         failed_turns=document.get("failedTurns", 0),
-        input_tokens=document.get("inputTokens", 0),
-        output_tokens=document.get("outputTokens", 0),
-        total_tokens=document.get("totalTokens", 0),
-        cache_read_input_tokens=document.get("cacheReadInputTokens", 0),
-        cache_write_input_tokens=document.get("cacheWriteInputTokens", 0),
+        **_tokens(document),
         latency_ms=document.get("latencyMs", 0),
         tool_calls=document.get("toolCalls", 0),
     )
@@ -70,11 +80,7 @@ def parse_turn(document: Mapping[str, Any]) -> TurnMetrics:
         model_id=record.get("model_id"),
         stop_reason=record.get("stop_reason"),
         model_calls=record.get("model_calls", 0),
-        input_tokens=usage.get("inputTokens", 0),
-        output_tokens=usage.get("outputTokens", 0),
-        total_tokens=usage.get("totalTokens", 0),
-        cache_read_input_tokens=usage.get("cacheReadInputTokens", 0),
-        cache_write_input_tokens=usage.get("cacheWriteInputTokens", 0),
+        **_tokens(usage),
         latency_ms=timing.get("latencyMs", 0),
         time_to_first_byte_ms=timing.get("timeToFirstByteMs"),
         cycles=cycles.get("count", 0),

@@ -39,7 +39,7 @@ from . import schema
 from ._io import run_io
 from ._session_view import SessionView
 from ._validation import validate_agent_id, validate_session_id
-from .errors import InvalidSessionInputError, MongoDBSessionError
+from .errors import ConfigurationError, InvalidSessionInputError, MongoDBSessionError
 from .metrics import TurnStatus, TurnTracker, has_tool_use, message_text
 from .repository import MongoDBSessionRepository
 
@@ -66,8 +66,8 @@ class MongoDBSessionManager(RepositorySessionManager):
         *,
         connection_string: str | None = None,
         client: Any = None,
-        database_name: str = schema.DEFAULT_DATABASE_NAME,
-        collection_name: str = schema.DEFAULT_COLLECTION_NAME,
+        database_name: str | None = None,
+        collection_name: str | None = None,
         repository: MongoDBSessionRepository | None = None,
         metadata: Mapping[str, Any] | None = None,
         session_document: Mapping[str, Any] | None = None,
@@ -76,8 +76,18 @@ class MongoDBSessionManager(RepositorySessionManager):
         session_id = validate_session_id(session_id)
         if repository is None:
             repository = MongoDBSessionRepository(
-                connection_string, database_name, collection_name, client=client, **client_options
+                connection_string,
+                database_name or schema.DEFAULT_DATABASE_NAME,
+                collection_name or schema.DEFAULT_COLLECTION_NAME,
+                client=client,
+                **client_options,
             )
+        else:
+            given = {"connection_string": connection_string, "client": client, "database_name": database_name}
+            given |= {"collection_name": collection_name, **client_options}
+            ignored = sorted(name for name, value in given.items() if value is not None)
+            if ignored:
+                raise ConfigurationError(f"{ignored} cannot apply to a repository you passed in")
         self.repository = repository
         self._view = SessionView(repository, session_id, metadata=metadata, document=session_document)
         super().__init__(session_id=session_id, session_repository=cast(SessionRepository, self._view))
@@ -421,8 +431,8 @@ def _sync_marker(agent: LocalAgent) -> SyncMarker | None:
 def create_mongodb_session_manager(
     session_id: str,
     connection_string: str | None = None,
-    database_name: str = schema.DEFAULT_DATABASE_NAME,
-    collection_name: str = schema.DEFAULT_COLLECTION_NAME,
+    database_name: str | None = None,
+    collection_name: str | None = None,
     **kwargs: Any,
 ) -> MongoDBSessionManager:
     """The guide's one-call constructor; keyword arguments go to :class:`MongoDBSessionManager`."""

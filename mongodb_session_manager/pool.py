@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from pymongo import MongoClient
 from pymongo.driver_info import DriverInfo
 
+from ._driver_errors import translate_driver_errors
 from ._redact import redact_uri
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ DRIVER_INFO = DriverInfo(name="mongodb-session-manager", version=_package_versio
 def new_client(connection_string: str, **options: Any) -> MongoClient[Document]:
     """A client tagged with this package's name, so server logs show who connected."""
     options.setdefault("driver", DRIVER_INFO)
-    return MongoClient(connection_string, **options)
+    with translate_driver_errors("create client"):  # a malformed URI or an unknown option
+        return MongoClient(connection_string, **options)
 
 
 def _key(connection_string: str, options: dict[str, Any]) -> tuple[str, str]:

@@ -9,9 +9,11 @@ import pytest
 from strands import Agent
 
 from mongodb_session_manager import (
+    ConfigurationError,
     FactoryNotInitializedError,
     MongoDBSessionError,
     MongoDBSessionManager,
+    MongoDBSessionManagerFactory,
     close_global_factory,
     get_global_factory,
     initialize_global_factory,
@@ -82,3 +84,14 @@ def test_the_global_factory_must_be_initialised_first(client: Any) -> None:
         close_global_factory()
     with pytest.raises(FactoryNotInitializedError):
         get_global_factory()
+
+
+def test_options_are_used_or_refused_never_dropped(client: Any) -> None:
+    with pytest.raises(ConfigurationError, match="fooBar"):
+        MongoDBSessionManager("s", connection_string="mongodb://127.0.0.1:1/", fooBar=1)
+    with pytest.raises(ConfigurationError, match="not both"):
+        MongoDBSessionManager("s", connection_string="mongodb://127.0.0.1:1/", client=client)
+    factory = MongoDBSessionManagerFactory(client=client, database_name="db")
+    with pytest.raises(ConfigurationError, match="maxPoolSize"):
+        factory.create_session_manager("s", maxPoolSize=5)  # the factory's client is already built
+    assert client.db.sessions.count_documents({}) == 0
