@@ -35,9 +35,9 @@ from ._plans import (
     session_update_plan,
 )
 from ._validation import validate_agent_id, validate_message_id, validate_session_id
-from .errors import ConfigurationError, SessionNotFoundError
+from .errors import SessionNotFoundError
 from .metrics_query import AsyncMetricsQuery, SessionMetrics
-from .pool import DRIVER_INFO
+from .pool import DRIVER_INFO, check_client_arguments
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -64,12 +64,7 @@ class AsyncMongoDBSessionRepository:
         client: Any = None,
         **client_options: Any,
     ) -> None:
-        if (client is None) == (connection_string is None):
-            raise ConfigurationError("pass connection_string=... or client=... (one of them)")
-        if client is not None and client_options:
-            raise ConfigurationError(
-                f"client options {sorted(client_options)} cannot apply to a client you passed in"
-            )
+        check_client_arguments(connection_string, client, client_options)
         self._connection_string = connection_string
         self._client_options = client_options
         self._client: Any = client

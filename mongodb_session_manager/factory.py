@@ -16,7 +16,7 @@ from ._io import run_io
 from ._redact import redact_uri
 from .errors import ConfigurationError, FactoryNotInitializedError
 from .manager import MongoDBSessionManager
-from .pool import new_client
+from .pool import check_client_arguments, new_client
 from .repository import MongoDBSessionRepository
 
 logger = logging.getLogger(__name__)
@@ -34,16 +34,11 @@ class MongoDBSessionManagerFactory:
         client: Any = None,
         **client_options: Any,
     ) -> None:
-        if (client is None) == (connection_string is None):
-            raise ConfigurationError("pass connection_string=... or client=... (one of them)")
+        check_client_arguments(connection_string, client, client_options)
         self._connection_string = connection_string
         self._owns_client = client is None
         if client is None:
             client = new_client(cast(str, connection_string), **client_options)
-        elif client_options:
-            raise ConfigurationError(
-                f"client options {sorted(client_options)} cannot apply to a client you passed in"
-            )
         self.repository = MongoDBSessionRepository(
             database_name=database_name, collection_name=collection_name, client=client
         )

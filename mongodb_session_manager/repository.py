@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pymongo import MongoClient, ReturnDocument
 from pymongo.collection import Collection
@@ -35,9 +35,9 @@ from ._plans import (
     session_update_plan,
 )
 from ._validation import validate_agent_id, validate_message_id, validate_session_id
-from .errors import ConfigurationError, SessionNotFoundError
+from .errors import SessionNotFoundError
 from .metrics_query import MetricsQuery, SessionMetrics
-from .pool import MongoDBConnectionPool
+from .pool import MongoDBConnectionPool, check_client_arguments
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -65,16 +65,9 @@ class MongoDBSessionRepository(SessionRepository):
         client: MongoClient[Document] | None = None,
         **client_options: Any,
     ) -> None:
+        check_client_arguments(connection_string, client, client_options)
         if client is None:
-            if connection_string is None:
-                raise ConfigurationError("pass connection_string=... or client=...")
-            client = MongoDBConnectionPool.default().client(connection_string, **client_options)
-        elif connection_string is not None:
-            raise ConfigurationError("pass connection_string=... or client=..., not both")
-        elif client_options:
-            raise ConfigurationError(
-                f"client options {sorted(client_options)} cannot apply to a client you passed in"
-            )
+            client = MongoDBConnectionPool.default().client(cast(str, connection_string), **client_options)
         self.client: MongoClient[Document] = client
         self.database: Database[Document] = client[database_name]
         self.names = schema.CollectionNames.for_base(collection_name)
