@@ -18,6 +18,7 @@ from pymongo import InsertOne, UpdateOne
 from strands.types.session import SessionAgent, SessionMessage
 
 from . import schema
+from ._validation import validate_agent_id, validate_message_id, validate_session_id
 from .errors import ConcurrentWriteError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,16 @@ def insert_message_flow(
         f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
         f"no free message id after {MAX_ID_ATTEMPTS} attempts"
     )
+
+
+def checked_insert_message_flow(
+    session_id: str, agent_id: str, session_message: SessionMessage, **options: Any
+) -> Flow:
+    """:func:`insert_message_flow` after checking the ids, so bad input fails before any I/O."""
+    validate_session_id(session_id)
+    validate_agent_id(agent_id)
+    validate_message_id(session_message.message_id)
+    return insert_message_flow(session_id, agent_id, session_message, **options)
 
 
 # --- pieces both repositories share around their I/O --------------------------------------------

@@ -30,8 +30,8 @@ from ._plans import (
     ReadTail,
     allocate_projection,
     allocated_message_id,
+    checked_insert_message_flow,
     client_models,
-    insert_message_flow,
     session_update_plan,
 )
 from ._validation import validate_agent_id, validate_message_id, validate_session_id
@@ -272,11 +272,7 @@ class AsyncMongoDBSessionRepository:
         allocate_first: bool = False,
     ) -> int:
         """Insert a message (plus an optional session-document update) and return its stored id."""
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        validate_message_id(session_message.message_id)
-        await self.ensure_indexes()
-        flow = insert_message_flow(
+        flow = checked_insert_message_flow(
             session_id,
             agent_id,
             session_message,
@@ -285,6 +281,7 @@ class AsyncMongoDBSessionRepository:
             incomplete_reason=incomplete_reason,
             allocate_first=allocate_first,
         )
+        await self.ensure_indexes()
         return await self._drive(flow)
 
     async def write_session_update(
