@@ -132,7 +132,7 @@ async def _one_run(
         samples["floor"].append(floors.inserts(documents))
         samples["indexed"].append(floors.inserts(documents, indexed=True))
         update = schema.session_update(
-            agent=SessionAgent.from_agent(persisted), totals=TOTALS, agent_id="assistant"
+            agent=schema.agent_state(SessionAgent.from_agent(persisted)), totals=TOTALS, agent_id="assistant"
         )
         samples["same_writes"].append(floors.manager_writes(documents, update, session_id))
     differences = [w - b for w, b in zip(samples["with"], samples["without"], strict=True)]

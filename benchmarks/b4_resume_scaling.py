@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from strands.types.content import Message
-from strands.types.session import SessionMessage
+from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory, schema
 
@@ -49,8 +49,10 @@ def run(ctx: Context) -> Result:
 
 def _seed(factory: MongoDBSessionManagerFactory, session_id: str, n: int) -> None:
     """Create the session and agent for real, then store ``n`` messages and the window's state."""
-    make_agent(factory.create_session_manager(session_id), agent_id=AGENT_ID)
+    agent = make_agent(factory.create_session_manager(session_id), agent_id=AGENT_ID)
     repository = factory.repository
+    repository.create_session(Session(session_id=session_id, session_type=SessionType.AGENT))
+    repository.create_agent(session_id, SessionAgent.from_agent(agent))
     documents = [
         schema.message_document(session_id, AGENT_ID, SessionMessage.from_message(_message(i), i))
         for i in range(n)

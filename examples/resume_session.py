@@ -55,9 +55,13 @@ async def main(connection_string: str) -> None:
         session_manager=session_manager,
         callback_handler=None,
     )
+    # On an event loop, building the Agent does no I/O: the history arrives with the first turn.
+    # To read it before that, load it (or build the manager with
+    # `await factory.acreate_session_manager(session_id, agent_id=...)`).
+    await session_manager.load(agent)
     print(f"Restored {len(agent.messages)} messages from MongoDB")
     await ask(agent, "What did I tell you?")
-    session_manager.close()
+    await session_manager.aclose()
 
 
 if __name__ == "__main__":

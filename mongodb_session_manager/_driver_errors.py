@@ -21,7 +21,14 @@ _TOO_LARGE_CODES = frozenset({10334, 17419, 17420, 2})
 
 
 class DuplicateKey(Exception):
-    """Internal: a write hit a unique index (a taken message id, or a racing session upsert)."""
+    """Internal: a write hit a unique index (a taken message id, or a racing session upsert).
+
+    ``index``: the position of the failed write in an ordered bulk write, when known.
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 class ClientBulkWriteUnsupported(Exception):
@@ -67,15 +74,15 @@ def _raise_for_bulk(exc: pymongo_errors.ClientBulkWriteException, operation: str
     write_errors = exc.write_errors or []
     first = write_errors[0] if write_errors else None
     code = first.get("code") if isinstance(first, dict) else None
-    if code == 11000 and isinstance(first, dict) and first.get("idx") == 0:
-        raise DuplicateKey(str(first.get("errmsg", ""))) from exc
+    if code == 11000 and isinstance(first, dict):
+        raise DuplicateKey(str(first.get("errmsg", "")), index=first.get("idx")) from exc
     top = exc.error
     if isinstance(top, pymongo_errors.PyMongoError):
         with translate_driver_errors(operation):
             raise top from exc
     detail = first.get("errmsg", str(exc)) if isinstance(first, dict) else str(exc)
     if code in _TOO_LARGE_CODES and "too large" in str(detail).lower():
-        raise MessageTooLargeError(f"{operation}: {detail}") from exc
+        raise MessageTooLargeError(_too_large(operation, Exception(detail))) from exc
     raise MongoDBSessionError(f"{operation} failed: {redact_uri(str(detail))}") from exc
 
 

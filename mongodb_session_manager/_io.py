@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import functools
 import logging
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,24 @@ def io_executor() -> ThreadPoolExecutor:
             if _executor is None or _executor_pid != os.getpid():
                 _executor = ThreadPoolExecutor(max_workers=MAX_IO_THREADS, thread_name_prefix="msm-io")
                 _executor_pid = os.getpid()
+                # Starting a thread waits for it to boot; under load that is milliseconds. Start
+                # the first threads from a helper thread, so a loop thread that submits finds
+                # idle ones instead of starting them itself.
+                threading.Thread(target=_prestart, args=(_executor,), daemon=True).start()
     return _executor
+
+
+PRESTARTED_IO_THREADS = min(16, MAX_IO_THREADS)
+
+
+def _prestart(executor: ThreadPoolExecutor) -> None:
+    barrier = threading.Barrier(PRESTARTED_IO_THREADS + 1)
+    for _ in range(PRESTARTED_IO_THREADS):
+        executor.submit(barrier.wait, 5)
+    try:
+        barrier.wait(5)
+    except threading.BrokenBarrierError:  # the executor shut down meanwhile
+        pass
 
 
 async def run_io(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -43,7 +62,70 @@ async def run_io(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await asyncio.shield(future)
 
 
-def _log_orphaned_failure(future: asyncio.Future[T]) -> None:
+def _log_orphaned_failure(future: asyncio.Future[T] | concurrent.futures.Future[T]) -> None:
     # Consumes the exception so a write whose caller was cancelled still reports its failure.
     if not future.cancelled() and future.exception() is not None:
         logger.debug("background write finished with an error", exc_info=future.exception())
+
+
+class Lane:
+    """Runs calls one after another on the I/O threads, in the order they were submitted.
+
+    One lane per agent of a manager: a write started by a cancelled turn finishes before the
+    next write of that agent starts, so ids never collide and order is kept. No thread waits
+    for its turn: whichever I/O thread finds the lane idle drains it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: collections.deque[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = (
+            collections.deque()
+        )
+        self._running = False
+
+    def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
+        """Queue ``fn``; the future completes when it ran (failures are logged if nobody looks)."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        future.add_done_callback(_log_orphaned_failure)
+        with self._lock:
+            self._queue.append((future, functools.partial(fn, *args, **kwargs)))
+            if self._running:
+                return future
+            self._running = True
+        io_executor().submit(self._drain)
+        return future
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn`` in this lane; a cancelled caller does not stop it."""
+        return await asyncio.shield(asyncio.wrap_future(self.submit(fn, *args, **kwargs)))
+
+    def idle(self) -> concurrent.futures.Future[None]:
+        """A future that completes once everything submitted so far has run."""
+        return self.submit(_nothing)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._running = False
+                    return
+                future, call = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+def _nothing() -> None:
+    return None
+
+
+def on_loop_thread() -> bool:
+    """True when this thread is running an event loop: no network wait may happen here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

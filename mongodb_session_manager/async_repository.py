@@ -1,9 +1,9 @@
 """AsyncMongoDBSessionRepository: the same sessions, on pymongo's ``AsyncMongoClient`` (or motor).
 
-For code that lives on an event loop (FastAPI endpoints, metrics, streaming). It is the async
-twin of :class:`~.repository.MongoDBSessionRepository`: every filter, update and document comes
-from :mod:`.schema`, every multi-step write from :mod:`._plans`, so both write identical
-documents and each method here is only the awaited driver call.
+For code that lives on an event loop (FastAPI endpoints, metrics, streaming). Every operation
+is the same flow the sync repository drives (:mod:`._repository_core`); only :meth:`_execute`
+differs, awaiting the driver. So both accept the same input, raise the same errors and write
+identical documents.
 
 ``AsyncMongoClient`` binds to the loop it is first used on, so a client this repository creates
 is made lazily, on first use: constructing the repository at import time is fine.
@@ -11,10 +11,10 @@ is made lazily, on first use: constructing the repository at import time is fine
 
 from __future__ import annotations
 
-import logging
+import inspect
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymongo import AsyncMongoClient, ReturnDocument
 from strands.types.session import Session, SessionAgent, SessionMessage
@@ -23,31 +23,39 @@ from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._plans import (
-    Allocate,
+    Aggregate,
+    Count,
+    Delete,
+    EnsureIndexes,
+    Find,
+    FindAndUpdate,
+    FindOne,
     Flow,
     InsertOp,
+    MessageWrite,
     Plan,
-    ReadTail,
-    allocate_projection,
-    allocated_message_id,
-    checked_insert_message_flow,
+    RunPlan,
+    SessionSnapshot,
+    SessionWrite,
+    Step,
+    Update,
     client_models,
-    session_update_plan,
+    drive_async,
 )
-from ._validation import validate_agent_id, validate_message_id, validate_session_id
-from .errors import SessionNotFoundError
-from .metrics_query import AsyncMetricsQuery, SessionMetrics
-from .pool import DRIVER_INFO, check_client_arguments
+from ._repository_core import RepositoryCore
+from .config import StoreConfig
+from .pool import DRIVER_INFO
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
 
-logger = logging.getLogger(__name__)
+__all__ = ["AsyncMongoDBSessionRepository"]
 
 Document = dict[str, Any]
+T = TypeVar("T")
 
 
-class AsyncMongoDBSessionRepository:
+class AsyncMongoDBSessionRepository(RepositoryCore):
     """Sessions, agents, messages and multi-agent state, with awaitable methods.
 
     Pass ``connection_string`` (a client tagged with this package's ``DriverInfo`` is created on
@@ -64,22 +72,13 @@ class AsyncMongoDBSessionRepository:
         client: Any = None,
         **client_options: Any,
     ) -> None:
-        check_client_arguments(connection_string, client, client_options)
-        self._connection_string = connection_string
-        self._client_options = client_options
+        super().__init__(
+            StoreConfig(connection_string, client, database_name, collection_name, client_options)
+        )
         self._client: Any = client
-        self._owns_client = client is None
-        self._database_name = database_name
-        self.names = schema.CollectionNames.for_base(collection_name)
         # Client-level bulkWrite: AsyncMongoClient and motor define it on the class (motor's
         # ``__getattr__`` would hand back a database for any other name); mongomock does not.
         self._bulk_supported = client is None or callable(getattr(type(client), "bulk_write", None))
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(database_name={self._database_name!r}, "
-            f"collection_name={self.names.sessions!r})"
-        )
 
     # --- the client and its collections (typed Any: pymongo async and motor differ) -----------
 
@@ -87,13 +86,14 @@ class AsyncMongoDBSessionRepository:
     def client(self) -> Any:
         """The client; one made from ``connection_string`` is created here, on first use."""
         if self._client is None:
-            options = {"driver": DRIVER_INFO, **self._client_options}
-            self._client = AsyncMongoClient[Document](self._connection_string, **options)
+            options = {"driver": DRIVER_INFO, **self.config.client_options}
+            with translate_driver_errors("create client"):  # a malformed URI or an unknown option
+                self._client = AsyncMongoClient[Document](self.config.connection_string, **options)
         return self._client
 
     @property
     def database(self) -> Any:
-        return self.client[self._database_name]
+        return self.client[self.config.database_name]
 
     @property
     def collection(self) -> Any:
@@ -107,7 +107,7 @@ class AsyncMongoDBSessionRepository:
 
     async def ensure_indexes(self) -> None:
         """Create the indexes once per process per (client, database, collection); idempotent."""
-        where = (self.client, self._database_name, self.names.sessions)
+        where = (self.client, self.config.database_name, self.names.sessions)
         if indexes_ready(*where):
             return
         with translate_driver_errors("create indexes"):
@@ -117,7 +117,7 @@ class AsyncMongoDBSessionRepository:
 
     async def close(self) -> None:
         """Close the client if this repository created it; a client passed in stays open."""
-        if self._owns_client and self._client is not None:
+        if not self.config.borrowed and self._client is not None:
             client, self._client = self._client, None
             await client.close()
 
@@ -131,36 +131,22 @@ class AsyncMongoDBSessionRepository:
 
     async def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session document; creating an existing session is a no-op (race-free)."""
-        validate_session_id(session.session_id)
-        await self.ensure_indexes()
-        document = schema.session_document(session, metadata=kwargs.get("metadata"))
-        try:
-            with translate_driver_errors("create session"):
-                await self.collection.update_one(
-                    {"_id": session.session_id}, schema.create_session_update(document), upsert=True
-                )
-        except DuplicateKey:  # two first requests raced on the upsert: the other one created it
-            pass
-        return session
+        return await self._drive(self._create_session(session, kwargs.get("metadata")))
 
     async def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
-        document = await self.load_session_document(session_id)
-        return None if document is None else schema.session_from_document(document)
+        return await self._drive(self._read_session(session_id))
 
     async def load_session_document(self, session_id: str) -> Document | None:
         """The whole session document (small and bounded by design), or None."""
-        validate_session_id(session_id)
-        with translate_driver_errors("read session"):
-            document: Document | None = await self.collection.find_one({"_id": session_id})
-        return document
+        return await self._drive(self._load_session_document(session_id))
+
+    async def load_session(self, session_id: str, agent_id: str | None = None) -> SessionSnapshot | None:
+        """The session document and ``agent_id``'s conversation window, in one round trip."""
+        return await self._drive(self._load_session(session_id, agent_id))
 
     async def delete_session(self, session_id: str, **kwargs: Any) -> bool:
         """Delete a session and all of its messages; False if there was no such session."""
-        validate_session_id(session_id)
-        with translate_driver_errors("delete session"):
-            await self.messages_collection.delete_many({"session_id": session_id})
-            result = await self.collection.delete_one({"_id": session_id})
-        return bool(result.deleted_count == 1)
+        return await self._drive(self._delete_session(session_id))
 
     async def list_sessions(
         self,
@@ -173,32 +159,15 @@ class AsyncMongoDBSessionRepository:
         metadata: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
-        query = schema.session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
-        skip, limit = schema.page(skip, limit)
-        with translate_driver_errors("list sessions"):
-            cursor = self.collection.find(query, sort=schema.SESSION_LIST_SORT, skip=skip, limit=limit)
-            documents = await cursor.to_list(length=None)
-        return [schema.session_summary(document) for document in documents]
+        return await self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
 
     # --- agents -----------------------------------------------------------------------------
 
     async def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
-        validate_session_id(session_id)
-        validate_agent_id(session_agent.agent_id)
-        with translate_driver_errors("create agent"):
-            result = await self.collection.update_one(
-                schema.create_agent_filter(session_id, session_agent.agent_id),
-                schema.create_agent_update(session_agent),
-            )
-            if result.matched_count == 0 and not await self.collection.count_documents(
-                {"_id": session_id}, limit=1
-            ):
-                raise SessionNotFoundError(f"session_id=<{session_id}> | session does not exist")
+        await self._drive(self._create_agent(session_id, session_agent))
 
     async def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
-        validate_agent_id(agent_id)
-        document = await self.load_session_document(session_id)
-        return schema.agent_in_session(document, agent_id)
+        return await self._drive(self._read_agent(session_id, agent_id))
 
     async def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         await self.write_session_update(session_id, agent=session_agent)
@@ -213,52 +182,33 @@ class AsyncMongoDBSessionRepository:
     async def read_message(
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
     ) -> SessionMessage | None:
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        validate_message_id(message_id)
-        with translate_driver_errors("read message"):
-            document = await self.messages_collection.find_one(
-                schema.message_filter(session_id, agent_id, message_id)
-            )
-        return None if document is None else schema.message_from_document(document)
+        return await self._drive(self._read_message(session_id, agent_id, message_id))
 
     async def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        with translate_driver_errors("update message"):
-            result = await self.messages_collection.update_one(
-                schema.message_filter(session_id, agent_id, session_message.message_id),
-                schema.update_message_update(session_message),
-            )
-        if result.matched_count == 0:
-            raise SessionNotFoundError(
-                f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
-                f"message_id=<{session_message.message_id}> | message does not exist"
-            )
+        await self._drive(self._update_message(session_id, agent_id, session_message))
 
     async def list_messages(
+        self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
+    ) -> list[SessionMessage]:
+        """Messages in order, skipping ``offset`` (``contiguous=True``: an id range, see the sync twin)."""
+        contiguous = bool(kwargs.get("contiguous"))
+        return await self._drive(self._list_messages(session_id, agent_id, limit, offset, contiguous))
+
+    # --- the hot path -------------------------------------------------------------------------
+
+    async def write(
         self,
         session_id: str,
         agent_id: str,
-        limit: int | None = None,
-        offset: int = 0,
-        **kwargs: Any,
-    ) -> list[SessionMessage]:
-        """Messages in order, skipping ``offset`` (a range on the index with ``contiguous=True``)."""
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        if kwargs.get("contiguous"):
-            query, skip = schema.message_window_filter(session_id, agent_id, offset), 0
-        else:
-            query, skip = schema.message_filter(session_id, agent_id), offset
-        with translate_driver_errors("list messages"):
-            cursor = self.messages_collection.find(
-                query, sort=schema.MESSAGE_SORT, skip=skip, limit=limit or 0
-            )
-            documents = await cursor.to_list(length=None)
-        return [schema.message_from_document(document) for document in documents]
+        message: MessageWrite | None = None,
+        session: SessionWrite | None = None,
+        *,
+        allocate_first: bool = False,
+    ) -> int | None:
+        """One message and/or one change of the session document, in one round trip."""
+        return await self._drive(self._write(session_id, agent_id, message, session, allocate_first))
 
     async def write_message(
         self,
@@ -271,17 +221,16 @@ class AsyncMongoDBSessionRepository:
         incomplete_reason: str | None = None,
         allocate_first: bool = False,
     ) -> int:
-        """Insert a message (plus an optional session-document update) and return its stored id."""
-        flow = checked_insert_message_flow(
+        """Insert a message (plus an optional prepared session-document update); return its stored id."""
+        flow = self._write_message(
             session_id,
             agent_id,
             session_message,
-            session_update=session_update,
-            event_loop_metrics=event_loop_metrics,
-            incomplete_reason=incomplete_reason,
-            allocate_first=allocate_first,
+            event_loop_metrics,
+            incomplete_reason,
+            allocate_first,
+            session_update,
         )
-        await self.ensure_indexes()
         return await self._drive(flow)
 
     async def write_session_update(
@@ -294,101 +243,97 @@ class AsyncMongoDBSessionRepository:
         turn_record: tuple[int, Mapping[str, Any]] | None = None,
     ) -> None:
         """Persist agent state, a turn's totals and its metrics record, in one round trip."""
-        validate_session_id(session_id)
-        agent_id = agent_id or (agent.agent_id if agent else None)
-        if agent_id is not None:
-            validate_agent_id(agent_id)
-        plan = session_update_plan(
-            session_id, agent=agent, totals=totals, agent_id=agent_id, turn_record=turn_record
-        )
-        await self._run_plan(plan, "update session")
+        await self._drive(self._write_session_update(session_id, agent, totals, agent_id, turn_record))
+
+    # --- metrics ----------------------------------------------------------------------------
+
+    async def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> Any:
+        """A page of the session's turns with their totals (``AsyncMetricsQuery.session_metrics``)."""
+        from .metrics_query import AsyncMetricsQuery  # the metrics layer sits above storage
+
+        return await AsyncMetricsQuery(self).session_metrics(session_id, skip=skip, limit=limit)
 
     # --- multi-agent ------------------------------------------------------------------------
 
     async def create_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:
-        await self._write_multi_agent(session_id, multi_agent, create=True)
+        await self._drive(self._write_multi_agent(session_id, multi_agent, create=True))
 
     async def read_multi_agent(
         self, session_id: str, multi_agent_id: str, **kwargs: Any
     ) -> dict[str, Any] | None:
-        validate_agent_id(multi_agent_id)
-        document = await self.load_session_document(session_id) or {}
-        entry = (document.get("multi_agents") or {}).get(multi_agent_id)
-        return None if entry is None else dict(entry.get("state") or {})
+        return await self._drive(self._read_multi_agent(session_id, multi_agent_id))
 
     async def update_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:
-        await self._write_multi_agent(session_id, multi_agent, create=False)
-
-    async def _write_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, *, create: bool) -> None:
-        validate_session_id(session_id)
-        validate_agent_id(multi_agent.id)
-        update = schema.multi_agent_update(multi_agent.id, multi_agent.serialize_state(), create=create)
-        with translate_driver_errors("write multi-agent state"):
-            result = await self.collection.update_one({"_id": session_id}, update)
-        if result.matched_count == 0:
-            raise SessionNotFoundError(f"session_id=<{session_id}> | session does not exist")
-
-    # --- metrics ----------------------------------------------------------------------------
-
-    async def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> SessionMetrics:
-        """A page of the session's turns with their totals (``AsyncMetricsQuery.session_metrics``)."""
-        return await AsyncMetricsQuery(self).session_metrics(session_id, skip=skip, limit=limit)
+        await self._drive(self._write_multi_agent(session_id, multi_agent, create=False))
 
     # --- I/O shell ----------------------------------------------------------------------------
 
-    async def _drive(self, flow: Flow) -> int:
-        step = next(flow)
-        while True:
-            try:
-                if isinstance(step, Plan):
-                    step = flow.send(await self._try_plan(step))
-                elif isinstance(step, ReadTail):
-                    step = flow.send(await self._read_tail(step))
-                else:
-                    step = flow.send(await self._allocate(step))
-            except StopIteration as done:
-                return int(done.value)
+    async def _drive(self, flow: Flow[T]) -> T:
+        return await drive_async(flow, self._execute)
 
-    async def _try_plan(self, plan: Plan) -> bool:
-        try:
-            await self._run_plan(plan, "write message")
-        except DuplicateKey:
-            return False
-        return True
+    async def _execute(self, step: Step) -> Any:
+        request = step.request
+        if isinstance(request, RunPlan):
+            return await self._run_plan(request.plan, step.operation)
+        if isinstance(request, EnsureIndexes):
+            return await self.ensure_indexes()
+        collection = self.collection if request.target == "sessions" else self.messages_collection
+        with translate_driver_errors(step.operation):
+            if isinstance(request, FindOne):
+                return await collection.find_one(request.filter, request.projection)
+            if isinstance(request, Find):
+                cursor = collection.find(
+                    request.filter,
+                    request.projection,
+                    sort=request.sort,
+                    skip=request.skip,
+                    limit=request.limit,
+                )
+                return await cursor.to_list(length=None)
+            if isinstance(request, Aggregate):
+                cursor = collection.aggregate(list(request.pipeline))
+                if inspect.isawaitable(cursor):  # pymongo's async API; motor returns the cursor
+                    cursor = await cursor
+                return await cursor.to_list(None)
+            if isinstance(request, Update):
+                result = await collection.update_one(request.filter, request.update, upsert=request.upsert)
+                return result.matched_count
+            if isinstance(request, FindAndUpdate):
+                return await collection.find_one_and_update(
+                    request.filter,
+                    request.update,
+                    projection=request.projection,
+                    return_document=ReturnDocument.AFTER,
+                )
+            if isinstance(request, Delete):
+                result = await (collection.delete_many if request.many else collection.delete_one)(
+                    request.filter
+                )
+                return result.deleted_count
+            if isinstance(request, Count):
+                options = {"limit": request.limit} if request.limit else {}
+                return await collection.count_documents(request.filter, **options)
+        raise TypeError(f"unknown request {request!r}")  # pragma: no cover
 
-    async def _read_tail(self, request: ReadTail) -> int:
-        with translate_driver_errors("read message ids"):
-            cursor = self.messages_collection.find(request.filter, {"message_id": 1, "_id": 0})
-            documents = await cursor.to_list(length=None)
-        return int(max((document["message_id"] for document in documents), default=request.from_message_id))
-
-    async def _allocate(self, request: Allocate) -> int:
-        projection = allocate_projection(request)
-        with translate_driver_errors("allocate message id"):
-            document = await self.collection.find_one_and_update(
-                {"_id": request.session_id},
-                request.update,
-                projection=projection,
-                return_document=ReturnDocument.AFTER,
-            )
-            if document is None:  # SecantusDB may answer None under contention: read it back
-                document = await self.collection.find_one({"_id": request.session_id}, projection)
-        return allocated_message_id(request, document)
-
-    async def _run_plan(self, plan: Plan, operation: str) -> None:
+    async def _run_plan(self, plan: Plan, operation: str) -> int | None:
         """One round trip with client-level bulkWrite when possible, else one per operation."""
         if self._bulk_supported and len(plan.ops) > 1:
-            models = client_models(plan, self.names.namespaces(self._database_name))
             try:
                 with translate_driver_errors(operation):
-                    await self.client.bulk_write(models, ordered=True)
-                return
+                    await self.client.bulk_write(client_models(plan, self.namespaces), ordered=True)
+                return None
+            except DuplicateKey as conflict:
+                return conflict.index if conflict.index is not None else 0
             except ClientBulkWriteUnsupported:
                 self._bulk_supported = False
-        with translate_driver_errors(operation):
-            for op in plan.ops:
-                collection = self.collection if op.target == "sessions" else self.messages_collection
-                if isinstance(op, InsertOp):
-                    await collection.insert_one(op.document)
-                else:
-                    await collection.update_one(op.filter, op.update, upsert=op.upsert)
+        for index, op in enumerate(plan.ops):
+            collection = self.collection if op.target == "sessions" else self.messages_collection
+            try:
+                with translate_driver_errors(operation):
+                    if isinstance(op, InsertOp):
+                        await collection.insert_one(op.document)
+                    else:
+                        await collection.update_one(op.filter, op.update, upsert=op.upsert)
+            except DuplicateKey:
+                return index
+        return None

@@ -14,9 +14,10 @@ from typing import Any, cast
 from . import schema
 from ._io import run_io
 from ._redact import redact_uri
+from .config import StoreConfig
 from .errors import ConfigurationError, FactoryNotInitializedError
 from .manager import MongoDBSessionManager
-from .pool import check_client_arguments, new_client
+from .pool import new_client
 from .repository import MongoDBSessionRepository
 
 logger = logging.getLogger(__name__)
@@ -34,9 +35,9 @@ class MongoDBSessionManagerFactory:
         client: Any = None,
         **client_options: Any,
     ) -> None:
-        check_client_arguments(connection_string, client, client_options)
+        self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
         self._connection_string = connection_string
-        self._owns_client = client is None
+        self._owns_client = not self.config.borrowed
         if client is None:
             client = new_client(cast(str, connection_string), **client_options)
         self.repository = MongoDBSessionRepository(
@@ -64,16 +65,15 @@ class MongoDBSessionManagerFactory:
     async def acreate_session_manager(
         self, session_id: str, *, agent_id: str | None = None, **overrides: Any
     ) -> MongoDBSessionManager:
-        """Build the manager on an I/O thread; with ``agent_id`` also preload that agent's messages,
-        so constructing the ``Agent`` on the event loop does no I/O at all."""
+        """A manager whose session (and, with ``agent_id``, that agent's window) is already read.
 
-        def build() -> MongoDBSessionManager:
-            manager = self.create_session_manager(session_id, **overrides)
-            if agent_id is not None:
-                manager.preload(agent_id)
-            return manager
-
-        return await run_io(build)
+        One round trip, on an I/O thread: building the ``Agent`` afterwards does no I/O, and
+        ``agent.messages`` holds the history before the first turn.
+        """
+        manager = self.create_session_manager(session_id, **overrides)
+        if agent_id is not None:
+            await run_io(manager.preload, agent_id)
+        return manager
 
     def ensure_indexes(self) -> None:
         self.repository.ensure_indexes()

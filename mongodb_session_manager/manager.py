@@ -1,24 +1,31 @@
 """MongoDBSessionManager: Strands' session manager on MongoDB, without blocking the event loop.
 
-Strands calls session hooks on the agent's event loop. This manager registers async callbacks
-and runs each write on an I/O thread (:func:`._io.run_io`), shielded from cancellation, so
-``stream_async`` in a web app never waits on the database and a started write always lands.
+The write path, in one place: a Strands hook (or a manual call) hands a :class:`_Job` to the
+agent's :class:`~._io.Lane`; on an I/O thread :meth:`MongoDBSessionManager._persist` turns it
+into at most one message insert and one change of the session document, and the repository
+sends both in one round trip. A plain one-cycle turn costs two round trips (the prompt; the
+reply with the turn's metrics and totals). No MongoDB document is built here: that is
+:mod:`.schema`'s job, reached through the values of :mod:`._plans`.
 
-One round trip per message: the message insert carries, in the same client-level
-``bulkWrite``, any change of agent state and, on the turn's final assistant message, the turn's
-metrics and running totals. A plain one-cycle turn costs two round trips.
+Nothing here waits on the network on an event loop's thread. Strands runs ``initialize``
+synchronously from ``Agent.__init__``; on a thread whose loop is running the restore is
+deferred to the agent's first async hook (``BeforeInvocationEvent``, before the prompt is
+appended), or done ahead of time by ``await factory.acreate_session_manager(...)`` or
+``await manager.load(agent)``. A new session writes nothing until its first message: the
+session document and the agent entry are upserted with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-from strands.agent.agent import Agent
 from strands.hooks import (
     AfterInvocationEvent,
     AfterModelCallEvent,
@@ -30,34 +37,69 @@ from strands.hooks import (
     MessageAddedEvent,
     MultiAgentInitializedEvent,
 )
-from strands.session.repository_session_manager import RepositorySessionManager
-from strands.session.session_repository import SessionRepository
+from strands.session.session_manager import SessionManager
 from strands.types.content import Message
-from strands.types.session import SessionAgent, SessionMessage
+from strands.types.session import Session, SessionMessage, SessionType
 
+from . import _strands_compat as compat
 from . import schema
-from ._io import run_io
-from ._session_view import SessionView
+from ._io import Lane, on_loop_thread
+from ._plans import MessageWrite, NewAgent, SessionSnapshot, SessionWrite
 from ._validation import validate_agent_id, validate_session_id
 from .errors import ConfigurationError, InvalidSessionInputError, MongoDBSessionError
 from .metrics import TurnStatus, TurnTracker, has_tool_use, message_text
 from .repository import MongoDBSessionRepository
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     from strands.multiagent.base import MultiAgentBase
     from strands.types.agent import LocalAgent
 
+__all__ = ["MongoDBSessionManager", "create_mongodb_session_manager", "normalise_message"]
+
 logger = logging.getLogger(__name__)
 
-SyncMarker = dict[str, Any]
+
+@dataclass(eq=False)
+class _Slot:
+    """Everything the manager knows about one agent of the session."""
+
+    agent: LocalAgent
+    lane: Lane = field(default_factory=Lane)
+    restored: bool = False  # False while the restore is deferred to the first async hook
+    stored: bool = False  # the agent's entry exists in the session document
+    latest_message_id: int | None = None
+    contended: bool = False  # another writer shares this agent: ids come from the counter
+    written: dict[str, Any] | None = None  # the agent state as last written (or restored)
+    unsaved: list[Message] = field(default_factory=list)  # in agent.messages, not stored yet
+    pending: list[Message] = field(default_factory=list)  # appended by hand, not stored yet
+    records: list[SessionMessage] = field(default_factory=list)  # the stored messages still held
+    turn: TurnTracker | None = None
+    turn_start: int | None = None
+    last_turn_metrics: dict[str, Any] | None = None
 
 
-class MongoDBSessionManager(RepositorySessionManager):
+@dataclass
+class _Job:
+    """One write of the write path: at most one message, plus what rides with it."""
+
+    message: Message | None = None
+    state: dict[str, Any] | None = None  # the agent's state when the job was made
+    event_loop_metrics: dict[str, Any] | None = None
+    totals: dict[str, int] | None = None
+    turn: TurnTracker | None = None  # the turn this message belongs to (learns the stored id)
+    turn_record: dict[str, Any] | None = None  # metrics for the turn's last stored message
+    incomplete_reason: str | None = None
+
+
+class MongoDBSessionManager(SessionManager["LocalAgent"]):
     """Persist a Strands agent's conversation, state and per-turn metrics in MongoDB.
 
     Build it from a ``connection_string`` (a pooled, process-wide client), a ``client`` you own,
     or a ``repository`` shared with other managers (what the factory does). Extra keyword
     arguments are pymongo client options (``maxPoolSize=100``, ``serverSelectionTimeoutMS=...``).
+    Construction does no I/O.
     """
 
     def __init__(
@@ -70,10 +112,9 @@ class MongoDBSessionManager(RepositorySessionManager):
         collection_name: str | None = None,
         repository: MongoDBSessionRepository | None = None,
         metadata: Mapping[str, Any] | None = None,
-        session_document: Mapping[str, Any] | None = None,
         **client_options: Any,
     ) -> None:
-        session_id = validate_session_id(session_id)
+        self.session_id = validate_session_id(session_id)
         if repository is None:
             repository = MongoDBSessionRepository(
                 connection_string,
@@ -89,14 +130,11 @@ class MongoDBSessionManager(RepositorySessionManager):
             if ignored:
                 raise ConfigurationError(f"{ignored} cannot apply to a repository you passed in")
         self.repository = repository
-        self._view = SessionView(repository, session_id, metadata=metadata, document=session_document)
-        super().__init__(session_id=session_id, session_repository=cast(SessionRepository, self._view))
-        self._turns: dict[str, TurnTracker] = {}
-        self._turn_starts: dict[str, int] = {}
-        self._pending: dict[str, list[Message]] = {}
-        self._agents: dict[str, LocalAgent] = {}
-        self._last_turn_metrics: dict[str, dict[str, Any]] = {}
-        self._contended: set[str] = set()
+        self._metadata = dict(metadata or {})
+        schema.session_list_filter(metadata=self._metadata)  # refuse operator keys before any write
+        self._slots: dict[str, _Slot] = {}
+        self._preloaded: dict[str, SessionSnapshot | None] = {}
+        self._lane = Lane()  # multi-agent state
         self._closed = False
 
     def __repr__(self) -> str:
@@ -118,12 +156,16 @@ class MongoDBSessionManager(RepositorySessionManager):
         registry.add_callback(AfterMultiAgentInvocationEvent, self._on_multi_agent_changed)
 
     async def _on_before_invocation(self, event: BeforeInvocationEvent) -> None:
-        agent = event.agent
-        self._turns[agent.agent_id] = TurnTracker.start(agent)
-        self._turn_starts[agent.agent_id] = len(agent.messages)
+        slot = self._slot(event.agent)
+        if not slot.restored or slot.unsaved:
+            # Manual appends stay pending: the prompt may be one of them (the guide's pattern).
+            await slot.lane.run(self._catch_up, slot, with_pending=False)
+            compat.resume_interrupt(slot.agent, event.messages)
+        slot.turn = TurnTracker.start(cast(Any, event.agent))
+        slot.turn_start = len(event.agent.messages)
 
     async def _on_after_model_call(self, event: AfterModelCallEvent) -> None:
-        turn = self._turns.get(event.agent.agent_id)
+        turn = self._slot(event.agent).turn
         if turn is None:
             return
         if event.stop_response is not None:
@@ -132,137 +174,169 @@ class MongoDBSessionManager(RepositorySessionManager):
             turn.error = event.exception
 
     async def _on_message_added(self, event: MessageAddedEvent) -> None:
-        agent, message = event.agent, event.message
-        pending = self._pending.get(agent.agent_id)
-        if pending and _same_message(pending[0], message):
-            pending.pop(0)  # the guide's manual append arrived first: this is that message
-        turn = self._turns.get(agent.agent_id)
-        event_loop_metrics: dict[str, Any] | None = None
-        totals: dict[str, int] | None = None
-        if turn is not None:
-            turn.observe(message)
-            if turn.is_final(message):
-                event_loop_metrics, totals = turn.finish("completed")
-                self._last_turn_metrics[agent.agent_id] = event_loop_metrics
-        await self._write_message(agent, message, event_loop_metrics=event_loop_metrics, totals=totals)
+        slot, message = self._slot(event.agent), event.message
+        if slot.pending and _same_message(slot.pending[0], message):
+            slot.pending.pop(0)  # the guide's manual append arrived first: this is that message
+        job = _Job(message=message, state=compat.agent_state(slot.agent), turn=slot.turn)
+        if slot.turn is not None:
+            slot.turn.observe(message)
+            if slot.turn.is_final(message):
+                job.event_loop_metrics, job.totals = slot.turn.finish("completed")
+                slot.last_turn_metrics = job.event_loop_metrics
+        await slot.lane.run(self._persist, slot, job)
 
     async def _on_after_invocation(self, event: AfterInvocationEvent) -> None:
-        agent = event.agent
-        turn = self._turns.pop(agent.agent_id, None)
-        turn_record: tuple[int, dict[str, Any]] | None = None
-        totals: dict[str, int] | None = None
-        if turn is not None and not turn.recorded and turn.last_message_id is not None:
+        slot = self._slot(event.agent)
+        turn, slot.turn = slot.turn, None
+        if turn is not None and turn.recorded:
+            # The final message already carried the turn's state and totals. What changed after it
+            # (the conversation manager trimming its window) rides along with the next write, or
+            # sync_agent()/close() stores it: a plain turn stays at two round trips.
+            self._prune_records(slot)
+            return
+        job = _Job(state=compat.agent_state(slot.agent))
+        if turn is not None:
             result = event.result
             in_flight = sys.exc_info()[1]  # Strands runs this hook in a `finally`: the turn's error, if any
             if turn.error is None and in_flight is not None:
                 turn.error = in_flight
-            record, totals = turn.finish(
-                _status_of(turn, None if result is None else str(result.stop_reason))
-            )
-            turn_record = (turn.last_message_id, record)
-            self._last_turn_metrics[agent.agent_id] = record
-        elif turn is not None and turn.recorded:
-            # The final message already carried the turn's state and totals. What changed after it
-            # (the conversation manager trimming its window) rides along with the next write, or
-            # sync_agent()/close() stores it: a plain turn stays at two round trips.
-            return
-        changed = self._changed_agent(agent)
-        if changed is None and totals is None:
-            return
-        await run_io(self._write_session_update, agent, changed, totals, turn_record)
+            status = _status_of(turn, None if result is None else str(result.stop_reason))
+            job.turn_record, job.totals = turn.finish(status)
+            job.turn = turn
+            slot.last_turn_metrics = job.turn_record
+        await slot.lane.run(self._persist, slot, job)
+        self._prune_records(slot)
 
     async def _on_multi_agent_changed(
         self, event: AfterNodeCallEvent | AfterMultiAgentInvocationEvent
     ) -> None:
-        await run_io(self.sync_multi_agent, event.source)
+        await self._lane.run(self.repository.update_multi_agent, self.session_id, event.source)
 
-    # --- writes (run on I/O threads) ----------------------------------------------------------
+    # --- the write path (runs in the agent's lane, on an I/O thread) --------------------------
 
-    async def _write_message(
-        self,
-        agent: LocalAgent,
-        message: Message,
-        *,
-        event_loop_metrics: dict[str, Any] | None = None,
-        totals: dict[str, int] | None = None,
-    ) -> None:
-        changed = self._changed_agent(agent)
-        session_update = None
-        if changed is not None or totals:
-            session_update = schema.session_update(
-                agent=changed[0] if changed else None, totals=totals, agent_id=agent.agent_id
-            )
-        session_message = SessionMessage.from_message(message, self._next_message_id(agent.agent_id))
-        await run_io(self._store_message, agent, session_message, session_update, event_loop_metrics, changed)
-
-    def _store_message(
-        self,
-        agent: LocalAgent,
-        session_message: SessionMessage,
-        session_update: dict[str, Any] | None,
-        event_loop_metrics: dict[str, Any] | None,
-        changed: tuple[SessionAgent, SyncMarker] | None,
-        incomplete_reason: str | None = None,
-    ) -> None:
-        requested = session_message.message_id
-        message_id = self.repository.write_message(
+    def _persist(self, slot: _Slot, job: _Job) -> None:
+        """Store one job: its message (if any) and whatever changed in the session document."""
+        agent_id = slot.agent.agent_id
+        state = job.state
+        changed = state if state is not None and state != slot.written else None
+        if job.turn_record is not None and (job.turn is None or job.turn.last_message_id is None):
+            job.turn_record = None  # the turn stored no message to carry its record
+            job.totals = None
+        if job.message is None and changed is None and job.totals is None and job.turn_record is None:
+            return
+        create = None
+        if not slot.stored:
+            current = state if state is not None else compat.agent_state(slot.agent)
+            create = NewAgent(self._session_fields(), schema.agent_entry(current))
+            changed = None  # the new entry holds the state
+            state = current
+        turn_record = None
+        if job.turn_record is not None and job.turn is not None and job.turn.last_message_id is not None:
+            turn_record = (job.turn.last_message_id, job.turn_record)
+        write = SessionWrite(agent_id, changed, job.totals, turn_record, create)
+        message = None
+        if job.message is not None:
+            session_message = SessionMessage.from_message(job.message, self._next_message_id(slot))
+            message = MessageWrite(session_message, job.event_loop_metrics, job.incomplete_reason)
+        stored_id = self.repository.write(
             self.session_id,
-            agent.agent_id,
-            session_message,
-            session_update=session_update,
-            event_loop_metrics=event_loop_metrics,
-            incomplete_reason=incomplete_reason,
-            allocate_first=agent.agent_id in self._contended,
+            agent_id,
+            message,
+            None if write.empty else write,
+            allocate_first=slot.contended,
         )
-        if message_id != requested:  # another writer shares this agent: take ids from the counter
-            self._contended.add(agent.agent_id)
-        self._latest_agent_message[agent.agent_id] = session_message
-        self._held_records.setdefault(agent.agent_id, []).append(session_message)
-        turn = self._turns.get(agent.agent_id)
-        if turn is not None:
-            turn.last_message_id = message_id
-        if changed is not None:
-            self._last_synced_internal_state[agent.agent_id] = changed[1]
+        slot.stored = True
+        if changed is not None or create is not None:
+            slot.written = state
+        if message is not None and stored_id is not None:
+            if stored_id != self._next_message_id(slot):
+                slot.contended = True
+            slot.latest_message_id = stored_id
+            slot.records.append(message.session_message)
+            if job.turn is not None:
+                job.turn.last_message_id = stored_id
 
-    def _write_session_update(
-        self,
-        agent: LocalAgent,
-        changed: tuple[SessionAgent, SyncMarker] | None,
-        totals: dict[str, int] | None,
-        turn_record: tuple[int, dict[str, Any]] | None,
-    ) -> None:
-        self.repository.write_session_update(
-            self.session_id,
-            agent=changed[0] if changed else None,
-            totals=totals,
-            agent_id=agent.agent_id,
-            turn_record=turn_record,
-        )
-        if changed is not None:
-            self._last_synced_internal_state[agent.agent_id] = changed[1]
+    def _catch_up(self, slot: _Slot, *, with_pending: bool = True) -> None:
+        """Restore a deferred agent, then store what waits: initial messages and manual appends."""
+        if not slot.restored:
+            self._restore(slot, self.repository.load_session(self.session_id, slot.agent.agent_id))
+        while slot.unsaved:
+            self._persist(slot, _Job(message=slot.unsaved[0], state=compat.agent_state(slot.agent)))
+            slot.unsaved.pop(0)
+        while with_pending and slot.pending:
+            message = slot.pending[0]
+            slot.agent.messages.append(message)
+            try:
+                self._persist(slot, _Job(message=message, state=compat.agent_state(slot.agent)))
+            except BaseException:
+                slot.agent.messages.pop()
+                raise
+            slot.pending.pop(0)
 
-    def _next_message_id(self, agent_id: str) -> int:
-        latest = self._latest_agent_message.get(agent_id)
-        return 0 if latest is None else latest.message_id + 1
+    def _sync(self, slot: _Slot) -> None:
+        """Store what waits and any change of state (``sync_agent``'s work, in the lane)."""
+        if not slot.restored and not slot.pending:
+            return  # never restored, nothing to add: an agent that ran no turn writes nothing
+        self._catch_up(slot)
+        self._persist(slot, _Job(state=compat.agent_state(slot.agent)))
 
-    def _changed_agent(self, agent: LocalAgent) -> tuple[SessionAgent, SyncMarker] | None:
-        """The agent's state to write, with its sync marker, or None if nothing changed since last time."""
-        marker = _sync_marker(agent)
-        if marker is not None and marker == self._last_synced_internal_state.get(agent.agent_id):
-            return None
-        return SessionAgent.from_agent(agent), marker or {}
+    def _next_message_id(self, slot: _Slot) -> int:
+        return 0 if slot.latest_message_id is None else slot.latest_message_id + 1
+
+    def _session_fields(self) -> dict[str, Any]:
+        session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
+        return schema.session_document(session, metadata=self._metadata)
+
+    # --- restore --------------------------------------------------------------------------------
+
+    def _restore(self, slot: _Slot, snapshot: SessionSnapshot | None) -> None:
+        """Apply a loaded session to the agent, exactly as Strands' own initialize does."""
+        agent = slot.agent
+        entry = None if snapshot is None else (snapshot.document.get("agents") or {}).get(agent.agent_id)
+        if entry is None:
+            slot.unsaved = list(agent.messages)  # a new agent: its initial messages go with its first write
+            slot.written = compat.agent_state(agent)
+        else:
+            assert snapshot is not None
+            prepend = compat.restore_agent(agent, entry)
+            compat.set_messages(agent, prepend, snapshot.window)
+            slot.stored = True
+            slot.contended = "next_message_id" in entry
+            slot.records = list(snapshot.window)
+            if snapshot.window:
+                slot.latest_message_id = snapshot.window[-1].message_id
+            elif "next_message_id" in entry:
+                slot.latest_message_id = int(entry["next_message_id"])
+            slot.written = compat.agent_state(agent)
+        slot.restored = True
+
+    def _prune_records(self, slot: _Slot) -> None:
+        # Only the records of messages still in agent.messages are needed (for redaction).
+        held = {id(message) for message in slot.agent.messages}
+        slot.records = [record for record in slot.records if id(record.message) in held]
 
     # --- Strands entry points -----------------------------------------------------------------
 
     def initialize(self, agent: LocalAgent, **kwargs: Any) -> None:
-        """Restore (or create) the agent from the session: two round trips for a resume."""
+        """Restore (or prepare) the agent from the session, without a network wait on a loop thread."""
         self._ensure_open()
-        validate_agent_id(agent.agent_id)
-        super().initialize(agent, **kwargs)
-        self._agents[agent.agent_id] = agent
-        marker = _sync_marker(agent)
-        if marker is not None:
-            self._last_synced_internal_state[agent.agent_id] = marker
+        agent_id = validate_agent_id(agent.agent_id)
+        if agent_id in self._slots:
+            raise InvalidSessionInputError(f"agent_id=<{agent_id}> | the agent_id of an agent must be unique")
+        slot = self._slots[agent_id] = _Slot(agent)
+        if agent_id in self._preloaded:
+            self._restore(slot, self._preloaded.pop(agent_id))
+        elif not on_loop_thread():
+            slot.lane.submit(self._catch_up_restore_only, slot).result()
+
+    def _catch_up_restore_only(self, slot: _Slot) -> None:
+        self._restore(slot, self.repository.load_session(self.session_id, slot.agent.agent_id))
+
+    async def load(self, agent: LocalAgent) -> None:
+        """Restore a deferred agent now, so ``agent.messages`` holds the history before a turn."""
+        slot = self._slot(agent)
+        if not slot.restored:
+            await slot.lane.run(self._catch_up_restore_only, slot)
 
     def append_message(self, message: Message | Mapping[str, Any], agent: LocalAgent, **kwargs: Any) -> None:
         """Add a message to the session by hand (the guide's pattern), safely.
@@ -275,40 +349,84 @@ class MongoDBSessionManager(RepositorySessionManager):
         """
         self._ensure_open()
         normalised = normalise_message(message)
-        if self._in_current_turn(agent, normalised):
+        slot = self._slot(agent)
+        if self._in_current_turn(slot, normalised):
             return
-        self._agents.setdefault(agent.agent_id, agent)
-        self._pending.setdefault(agent.agent_id, []).append(normalised)
+        slot.pending.append(normalised)
 
     def sync_agent(self, agent: LocalAgent, **kwargs: Any) -> None:
-        """Store hand-appended messages and any change of state; never counts a turn twice."""
+        """Store hand-appended messages and any change of state; never counts a turn twice.
+
+        On an event loop's thread the write is handed to the I/O thread and not waited for
+        (``await manager.flush()`` waits); elsewhere it is stored when this returns.
+        """
         self._ensure_open()
-        self._flush_pending(agent)
-        changed = self._changed_agent(agent)
-        if changed is not None:
-            self._write_session_update(agent, changed, None, None)
+        self._wait_unless_on_loop(self._slot(agent).lane.submit(self._sync, self._slot(agent)))
 
     async def sync_agent_async(self, agent: LocalAgent) -> None:
-        """:meth:`sync_agent` on an I/O thread, for code running on an event loop."""
-        await run_io(self.sync_agent, agent)
+        """:meth:`sync_agent`, awaited."""
+        self._ensure_open()
+        slot = self._slot(agent)
+        await slot.lane.run(self._sync, slot)
+
+    async def flush(self) -> None:
+        """Wait until every write handed to the I/O threads so far has been stored."""
+        for lane in [slot.lane for slot in self._slots.values()] + [self._lane]:
+            await asyncio.wrap_future(lane.idle())
+
+    def redact_latest_message(self, redact_message: Message, agent: LocalAgent, **kwargs: Any) -> None:
+        """Replace the latest stored message's redacted form (Strands' guardrail redaction)."""
+        slot = self._slot(agent)
+        self._wait_unless_on_loop(slot.lane.submit(self._redact, slot, redact_message))
+
+    def _redact(self, slot: _Slot, redact_message: Message) -> None:
+        if not slot.records:
+            raise MongoDBSessionError("No message to redact.")
+        latest = slot.records[-1]
+        latest.redact_message = redact_message
+        self.repository.update_message(self.session_id, slot.agent.agent_id, latest)
+
+    def initialize_multi_agent(self, source: MultiAgentBase, **kwargs: Any) -> None:
+        self._ensure_open()
+        state = self.repository.read_multi_agent(self.session_id, source.id)
+        if state is None:
+            self._ensure_session()
+            self.repository.create_multi_agent(self.session_id, source)
+        else:
+            source.deserialize_state(state)
 
     def sync_multi_agent(self, source: MultiAgentBase, **kwargs: Any) -> None:
         self._ensure_open()
-        super().sync_multi_agent(source, **kwargs)
+        self._wait_unless_on_loop(
+            self._lane.submit(self.repository.update_multi_agent, self.session_id, source)
+        )
+
+    def _ensure_session(self) -> None:
+        session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
+        self.repository.create_session(session, metadata=self._metadata)
 
     def close(self) -> None:
         """Store what is still pending (messages appended by hand, the latest state).
 
-        The client stays open: it belongs to the pool, the factory, or you.
+        The client stays open: it belongs to the pool, the factory, or you. On an event loop's
+        thread the writes are handed to the I/O thread; ``await manager.aclose()`` waits for them.
         """
         if self._closed:
             return
-        for agent in list(self._agents.values()):
-            self.sync_agent(agent)
+        futures = [slot.lane.submit(self._sync, slot) for slot in self._slots.values()]
         self._closed = True
+        if not on_loop_thread():
+            for future in futures:
+                future.result()
 
     async def aclose(self) -> None:
-        await run_io(self.close)
+        """:meth:`close`, awaited: returns once everything is stored."""
+        if self._closed:
+            await self.flush()
+            return
+        jobs = [slot.lane.run(self._sync, slot) for slot in self._slots.values()]
+        self._closed = True
+        await asyncio.gather(*jobs)
 
     def __enter__(self) -> MongoDBSessionManager:
         return self
@@ -328,26 +446,33 @@ class MongoDBSessionManager(RepositorySessionManager):
 
     # --- manual appends -----------------------------------------------------------------------
 
-    def _in_current_turn(self, agent: LocalAgent, message: Message) -> bool:
-        start = self._turn_starts.get(agent.agent_id)
+    def _in_current_turn(self, slot: _Slot, message: Message) -> bool:
+        start = slot.turn_start
         if start is None:
             return False
-        same_role = [m for m in agent.messages[start:] if m.get("role") == message["role"]]
+        same_role = [m for m in slot.agent.messages[start:] if m.get("role") == message["role"]]
         text = message_text(message)
         return (
             any(message_text(m) == text for m in same_role) or "".join(map(message_text, same_role)) == text
         )
 
-    def _flush_pending(self, agent: LocalAgent) -> None:
-        pending = self._pending.pop(agent.agent_id, [])
-        for message in pending:
-            agent.messages.append(message)
-            session_message = SessionMessage.from_message(message, self._next_message_id(agent.agent_id))
-            self._store_message(agent, session_message, None, None, None)
+    def _slot(self, agent: LocalAgent) -> _Slot:
+        slot = self._slots.get(agent.agent_id)
+        if slot is None or slot.agent is not agent:
+            raise MongoDBSessionError(
+                f"session_id=<{self.session_id}> | agent_id=<{agent.agent_id}> | "
+                "this agent was not initialised with this session manager"
+            )
+        return slot
 
     def _ensure_open(self) -> None:
         if self._closed:
             raise MongoDBSessionError(f"session_id=<{self.session_id}> | the session manager is closed")
+
+    @staticmethod
+    def _wait_unless_on_loop(future: concurrent.futures.Future[Any]) -> None:
+        if not on_loop_thread():
+            future.result()
 
     async def record_incomplete_reply(self, agent: LocalAgent, text: str, *, reason: str) -> Message | None:
         """Store the reply a turn had streamed when it broke off (error, cancel, timeout, disconnect).
@@ -369,19 +494,21 @@ class MongoDBSessionManager(RepositorySessionManager):
             },
         )
         agent.messages.append(message)
-        session_message = SessionMessage.from_message(message, self._next_message_id(agent.agent_id))
-        await run_io(self._store_message, agent, session_message, None, None, None, reason)
+        slot = self._slot(agent)
+        await slot.lane.run(self._persist, slot, _Job(message=message, incomplete_reason=reason))
         return message
 
     def last_turn_metrics(self, agent_id: str) -> dict[str, Any] | None:
         """The ``event_loop_metrics`` record of the agent's last finished turn in this manager, or None."""
-        return self._last_turn_metrics.get(agent_id)
+        slot = self._slots.get(agent_id)
+        return None if slot is None else slot.last_turn_metrics
 
     # --- async construction -------------------------------------------------------------------
 
     def preload(self, agent_id: str) -> None:
-        """Read the agent's message window now, so building the Agent does no I/O."""
-        self._view.preload_messages(validate_agent_id(agent_id))
+        """Read the session and the agent's window now (one round trip), so building the Agent does no I/O."""
+        agent_id = validate_agent_id(agent_id)
+        self._preloaded[agent_id] = self.repository.load_session(self.session_id, agent_id)
 
 
 def normalise_message(message: Message | Mapping[str, Any]) -> Message:
@@ -414,18 +541,6 @@ def _status_of(turn: TurnTracker, stop_reason: str | None) -> TurnStatus:
     if stop_reason is None:
         return "failed"
     return "completed"
-
-
-def _sync_marker(agent: LocalAgent) -> SyncMarker | None:
-    """What Strands compares to decide whether an agent changed (None: always write)."""
-    if not isinstance(agent, Agent):
-        return None
-    return {
-        "state_version": agent.state._get_version(),
-        "interrupt_state_version": agent._interrupt_state._get_version(),
-        "conversation_manager_state": copy.deepcopy(agent.conversation_manager.get_state()),
-        "model_state": copy.deepcopy(agent._model_state),
-    }
 
 
 def create_mongodb_session_manager(

@@ -20,7 +20,6 @@ from pymongo.driver_info import DriverInfo
 
 from ._driver_errors import translate_driver_errors
 from ._redact import redact_uri
-from .errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +34,6 @@ def _package_version() -> str:
 
 
 DRIVER_INFO = DriverInfo(name="mongodb-session-manager", version=_package_version())
-
-
-def check_client_arguments(
-    connection_string: str | None, client: Any, client_options: dict[str, Any]
-) -> None:
-    """Exactly one of a connection string and a client; options only for a client built here."""
-    if (client is None) == (connection_string is None):
-        raise ConfigurationError("pass connection_string=... or client=... (one of them, not both)")
-    if client is not None and client_options:
-        raise ConfigurationError(
-            f"client options {sorted(client_options)} cannot apply to a client you passed in"
-        )
 
 
 def new_client(connection_string: str, **options: Any) -> MongoClient[Document]:

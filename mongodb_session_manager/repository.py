@@ -1,17 +1,17 @@
 """MongoDBSessionRepository: the Strands ``SessionRepository`` on synchronous pymongo.
 
-A thin I/O shell: every filter, update and document comes from :mod:`.schema`, every multi-step
-write from :mod:`._plans`. ``MongoClient`` is thread-safe and not tied to an event loop, so the
-session manager runs these methods on worker threads and never blocks the loop.
+A thin I/O shell: every operation is a flow from :mod:`._repository_core` (documents from
+:mod:`.schema`, multi-step writes from :mod:`._plans`); :meth:`_execute` is the only place that
+calls the driver. ``MongoClient`` is thread-safe and not tied to an event loop, so the session
+manager runs these methods on its I/O threads and never blocks the loop.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pymongo import MongoClient, ReturnDocument
 from pymongo.collection import Collection
@@ -23,33 +23,41 @@ from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._plans import (
-    Allocate,
+    Aggregate,
+    Count,
+    Delete,
+    EnsureIndexes,
+    Find,
+    FindAndUpdate,
+    FindOne,
     Flow,
     InsertOp,
+    MessageWrite,
     Plan,
-    ReadTail,
-    allocate_projection,
-    allocated_message_id,
-    checked_insert_message_flow,
+    RunPlan,
+    SessionSnapshot,
+    SessionWrite,
+    Step,
+    Update,
     client_models,
-    session_update_plan,
+    drive_sync,
 )
-from ._validation import validate_agent_id, validate_message_id, validate_session_id
-from .errors import SessionNotFoundError
-from .metrics_query import MetricsQuery, SessionMetrics
-from .pool import MongoDBConnectionPool, check_client_arguments
+from ._repository_core import RepositoryCore
+from .config import StoreConfig
+from .pool import MongoDBConnectionPool
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
 
-logger = logging.getLogger(__name__)
+__all__ = ["MongoDBSessionRepository"]
 
 Document = dict[str, Any]
+T = TypeVar("T")
 
 _indexes_lock = threading.Lock()
 
 
-class MongoDBSessionRepository(SessionRepository):
+class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     """Sessions, agents, messages and multi-agent state in two MongoDB collections.
 
     Pass ``connection_string`` (the process-wide pool hands out one client per URI and options)
@@ -65,21 +73,25 @@ class MongoDBSessionRepository(SessionRepository):
         client: MongoClient[Document] | None = None,
         **client_options: Any,
     ) -> None:
-        check_client_arguments(connection_string, client, client_options)
+        config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
+        super().__init__(config)
         if client is None:
             client = MongoDBConnectionPool.default().client(cast(str, connection_string), **client_options)
         self.client: MongoClient[Document] = client
         self.database: Database[Document] = client[database_name]
-        self.names = schema.CollectionNames.for_base(collection_name)
         self.collection: Collection[Document] = self.database[self.names.sessions]
         self.messages_collection: Collection[Document] = self.database[self.names.messages]
         # Checked on the type: clients like mongomock answer any attribute with a database.
         self._bulk_supported = callable(getattr(type(client), "bulk_write", None))
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(database_name={self.database.name!r}, "
-            f"collection_name={self.names.sessions!r})"
+    @classmethod
+    def from_config(cls, config: StoreConfig) -> MongoDBSessionRepository:
+        return cls(
+            config.connection_string,
+            config.database_name,
+            config.collection_name,
+            client=config.client,
+            **config.client_options,
         )
 
     # --- set-up -----------------------------------------------------------------------------
@@ -104,34 +116,22 @@ class MongoDBSessionRepository(SessionRepository):
 
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session document; creating an existing session is a no-op (race-free)."""
-        validate_session_id(session.session_id)
-        self.ensure_indexes()
-        document = schema.session_document(session, metadata=kwargs.get("metadata"))
-        try:
-            with translate_driver_errors("create session"):
-                self.collection.update_one(
-                    {"_id": session.session_id}, schema.create_session_update(document), upsert=True
-                )
-        except DuplicateKey:  # two first requests raced on the upsert: the other one created it
-            pass
-        return session
+        return self._drive(self._create_session(session, kwargs.get("metadata")))
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
-        document = self.load_session_document(session_id)
-        return None if document is None else schema.session_from_document(document)
+        return self._drive(self._read_session(session_id))
 
     def load_session_document(self, session_id: str) -> Document | None:
         """The whole session document (small and bounded by design), or None."""
-        validate_session_id(session_id)
-        with translate_driver_errors("read session"):
-            return self.collection.find_one({"_id": session_id})
+        return self._drive(self._load_session_document(session_id))
+
+    def load_session(self, session_id: str, agent_id: str | None = None) -> SessionSnapshot | None:
+        """The session document and ``agent_id``'s conversation window, in one round trip."""
+        return self._drive(self._load_session(session_id, agent_id))
 
     def delete_session(self, session_id: str, **kwargs: Any) -> bool:
         """Delete a session and all of its messages; False if there was no such session."""
-        validate_session_id(session_id)
-        with translate_driver_errors("delete session"):
-            self.messages_collection.delete_many({"session_id": session_id})
-            return self.collection.delete_one({"_id": session_id}).deleted_count == 1
+        return self._drive(self._delete_session(session_id))
 
     def list_sessions(
         self,
@@ -144,32 +144,15 @@ class MongoDBSessionRepository(SessionRepository):
         metadata: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
-        query = schema.session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
-        skip, limit = schema.page(skip, limit)
-        with translate_driver_errors("list sessions"):
-            cursor = self.collection.find(query, sort=schema.SESSION_LIST_SORT, skip=skip, limit=limit)
-            return [schema.session_summary(document) for document in cursor]
+        return self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
 
     # --- agents -----------------------------------------------------------------------------
 
     def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
-        validate_session_id(session_id)
-        validate_agent_id(session_agent.agent_id)
-        with translate_driver_errors("create agent"):
-            result = self.collection.update_one(
-                schema.create_agent_filter(session_id, session_agent.agent_id),
-                schema.create_agent_update(session_agent),
-            )
-            if (
-                result.matched_count == 0
-                and self.collection.count_documents({"_id": session_id}, limit=1) == 0
-            ):
-                raise SessionNotFoundError(f"session_id=<{session_id}> | session does not exist")
+        self._drive(self._create_agent(session_id, session_agent))
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
-        validate_agent_id(agent_id)
-        document = self.load_session_document(session_id)
-        return schema.agent_in_session(document, agent_id)
+        return self._drive(self._read_agent(session_id, agent_id))
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
         self.write_session_update(session_id, agent=session_agent)
@@ -184,57 +167,40 @@ class MongoDBSessionRepository(SessionRepository):
     def read_message(
         self, session_id: str, agent_id: str, message_id: int, **kwargs: Any
     ) -> SessionMessage | None:
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        validate_message_id(message_id)
-        with translate_driver_errors("read message"):
-            document = self.messages_collection.find_one(
-                schema.message_filter(session_id, agent_id, message_id)
-            )
-        return None if document is None else schema.message_from_document(document)
+        return self._drive(self._read_message(session_id, agent_id, message_id))
 
     def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        with translate_driver_errors("update message"):
-            result = self.messages_collection.update_one(
-                schema.message_filter(session_id, agent_id, session_message.message_id),
-                schema.update_message_update(session_message),
-            )
-        if result.matched_count == 0:
-            raise SessionNotFoundError(
-                f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
-                f"message_id=<{session_message.message_id}> | message does not exist"
-            )
+        self._drive(self._update_message(session_id, agent_id, session_message))
 
     def list_messages(
-        self,
-        session_id: str,
-        agent_id: str,
-        limit: int | None = None,
-        offset: int = 0,
-        **kwargs: Any,
+        self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
     ) -> list[SessionMessage]:
         """Messages in order, skipping ``offset``.
 
         With ``contiguous=True`` (ids 0..n-1, the case unless concurrent writers collided) the
         offset becomes a range on the unique index, so a resume reads only its window.
         """
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        if kwargs.get("contiguous"):
-            query, skip = schema.message_window_filter(session_id, agent_id, offset), 0
-        else:
-            query, skip = schema.message_filter(session_id, agent_id), offset
-        with translate_driver_errors("list messages"):
-            cursor = self.messages_collection.find(
-                query, sort=schema.MESSAGE_SORT, skip=skip, limit=limit or 0
-            )
-            return [schema.message_from_document(document) for document in cursor]
+        contiguous = bool(kwargs.get("contiguous"))
+        return self._drive(self._list_messages(session_id, agent_id, limit, offset, contiguous))
 
     # --- the hot path: one round trip per message -------------------------------------------
+
+    def write(
+        self,
+        session_id: str,
+        agent_id: str,
+        message: MessageWrite | None = None,
+        session: SessionWrite | None = None,
+        *,
+        allocate_first: bool = False,
+    ) -> int | None:
+        """One message and/or one change of the session document, in one round trip.
+
+        Returns the id the message was stored under (None without a message).
+        """
+        return self._drive(self._write(session_id, agent_id, message, session, allocate_first))
 
     def write_message(
         self,
@@ -247,17 +213,16 @@ class MongoDBSessionRepository(SessionRepository):
         incomplete_reason: str | None = None,
         allocate_first: bool = False,
     ) -> int:
-        """Insert a message (plus an optional session-document update) and return its stored id."""
-        flow = checked_insert_message_flow(
+        """Insert a message (plus an optional prepared session-document update); return its stored id."""
+        flow = self._write_message(
             session_id,
             agent_id,
             session_message,
-            session_update=session_update,
-            event_loop_metrics=event_loop_metrics,
-            incomplete_reason=incomplete_reason,
-            allocate_first=allocate_first,
+            event_loop_metrics,
+            incomplete_reason,
+            allocate_first,
+            session_update,
         )
-        self.ensure_indexes()
         return self._drive(flow)
 
     def write_session_update(
@@ -270,105 +235,99 @@ class MongoDBSessionRepository(SessionRepository):
         turn_record: tuple[int, Mapping[str, Any]] | None = None,
     ) -> None:
         """Persist agent state, a turn's totals and its metrics record, in one round trip."""
-        validate_session_id(session_id)
-        agent_id = agent_id or (agent.agent_id if agent else None)
-        if agent_id is not None:
-            validate_agent_id(agent_id)
-        plan = session_update_plan(
-            session_id, agent=agent, totals=totals, agent_id=agent_id, turn_record=turn_record
-        )
-        self._run_plan(plan, "update session")
+        self._drive(self._write_session_update(session_id, agent, totals, agent_id, turn_record))
 
     # --- metrics ----------------------------------------------------------------------------
 
-    def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> SessionMetrics:
-        """A session's totals, per-agent totals and one page of its turns (see :class:`MetricsQuery`)."""
+    def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> Any:
+        """A session's totals, per-agent totals and one page of its turns (see ``MetricsQuery``)."""
+        from .metrics_query import MetricsQuery  # the metrics layer sits above storage
+
         return MetricsQuery(self).session_metrics(session_id, skip=skip, limit=limit)
 
     # --- multi-agent ------------------------------------------------------------------------
 
     def create_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:
-        self._write_multi_agent(session_id, multi_agent, create=True)
+        self._drive(self._write_multi_agent(session_id, multi_agent, create=True))
 
     def read_multi_agent(self, session_id: str, multi_agent_id: str, **kwargs: Any) -> dict[str, Any] | None:
-        validate_agent_id(multi_agent_id)
-        document = self.load_session_document(session_id) or {}
-        entry = (document.get("multi_agents") or {}).get(multi_agent_id)
-        return None if entry is None else dict(entry.get("state") or {})
+        return self._drive(self._read_multi_agent(session_id, multi_agent_id))
 
     def update_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:
-        self._write_multi_agent(session_id, multi_agent, create=False)
-
-    def _write_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, *, create: bool) -> None:
-        validate_session_id(session_id)
-        validate_agent_id(multi_agent.id)
-        update = schema.multi_agent_update(multi_agent.id, multi_agent.serialize_state(), create=create)
-        with translate_driver_errors("write multi-agent state"):
-            result = self.collection.update_one({"_id": session_id}, update)
-        if result.matched_count == 0:
-            raise SessionNotFoundError(f"session_id=<{session_id}> | session does not exist")
+        self._drive(self._write_multi_agent(session_id, multi_agent, create=False))
 
     # --- I/O shell ----------------------------------------------------------------------------
 
-    def _drive(self, flow: Flow) -> int:
-        step = next(flow)
-        while True:
-            try:
-                if isinstance(step, Plan):
-                    step = flow.send(self._try_plan(step))
-                elif isinstance(step, ReadTail):
-                    step = flow.send(self._read_tail(step))
-                else:
-                    step = flow.send(self._allocate(step))
-            except StopIteration as done:
-                return int(done.value)
+    def _drive(self, flow: Flow[T]) -> T:
+        return drive_sync(flow, self._execute)
 
-    def _try_plan(self, plan: Plan) -> bool:
-        try:
-            self._run_plan(plan, "write message")
-        except DuplicateKey:
-            return False
-        return True
+    def _execute(self, step: Step) -> Any:
+        request = step.request
+        if isinstance(request, RunPlan):
+            return self._run_plan(request.plan, step.operation)
+        if isinstance(request, EnsureIndexes):
+            return self.ensure_indexes()
+        collection = self._collection_for(request.target)
+        with translate_driver_errors(step.operation):
+            if isinstance(request, FindOne):
+                return collection.find_one(request.filter, request.projection)
+            if isinstance(request, Find):
+                cursor = collection.find(
+                    request.filter,
+                    request.projection,
+                    sort=request.sort,
+                    skip=request.skip,
+                    limit=request.limit,
+                )
+                return list(cursor)
+            if isinstance(request, Aggregate):
+                return list(collection.aggregate(list(request.pipeline)))
+            if isinstance(request, Update):
+                return collection.update_one(
+                    request.filter, request.update, upsert=request.upsert
+                ).matched_count
+            if isinstance(request, FindAndUpdate):
+                return collection.find_one_and_update(
+                    request.filter,
+                    request.update,
+                    projection=request.projection,
+                    return_document=ReturnDocument.AFTER,
+                )
+            if isinstance(request, Delete):
+                if request.many:
+                    return collection.delete_many(request.filter).deleted_count
+                return collection.delete_one(request.filter).deleted_count
+            if isinstance(request, Count):
+                if request.limit:
+                    return collection.count_documents(request.filter, limit=request.limit)
+                return collection.count_documents(request.filter)
+        raise TypeError(f"unknown request {request!r}")  # pragma: no cover
 
-    def _read_tail(self, request: ReadTail) -> int:
-        with translate_driver_errors("read message ids"):
-            ids = [
-                doc["message_id"]
-                for doc in self.messages_collection.find(request.filter, {"message_id": 1, "_id": 0})
-            ]
-        return int(max(ids, default=request.from_message_id))
+    def _run_plan(self, plan: Plan, operation: str) -> int | None:
+        """One round trip with client-level bulkWrite when possible, else one per operation.
 
-    def _allocate(self, request: Allocate) -> int:
-        projection = allocate_projection(request)
-        with translate_driver_errors("allocate message id"):
-            document = self.collection.find_one_and_update(
-                {"_id": request.session_id},
-                request.update,
-                projection=projection,
-                return_document=ReturnDocument.AFTER,
-            )
-            if document is None:
-                document = self.collection.find_one({"_id": request.session_id}, projection)
-        return allocated_message_id(request, document)
-
-    def _run_plan(self, plan: Plan, operation: str) -> None:
-        """One round trip with client-level bulkWrite when possible, else one per operation."""
+        Returns the index of the write that hit a unique index, or None when all applied.
+        """
         if self._bulk_supported and len(plan.ops) > 1:
             try:
                 with translate_driver_errors(operation):
-                    self.client.bulk_write(
-                        client_models(plan, self.names.namespaces(self.database.name)), ordered=True
-                    )
-                return
+                    self.client.bulk_write(client_models(plan, self.namespaces), ordered=True)
+                return None
+            except DuplicateKey as conflict:
+                return conflict.index if conflict.index is not None else 0
             except ClientBulkWriteUnsupported:
                 self._bulk_supported = False
-        with translate_driver_errors(operation):
-            for op in plan.ops:
-                collection = self._collection_for(op.target)
-                if isinstance(op, InsertOp):
-                    collection.insert_one(op.document)
-                else:
-                    collection.update_one(op.filter, op.update, upsert=op.upsert)
+        for index, op in enumerate(plan.ops):
+            collection = self._collection_for(op.target)
+            try:
+                with translate_driver_errors(operation):
+                    if isinstance(op, InsertOp):
+                        collection.insert_one(op.document)
+                    else:
+                        collection.update_one(op.filter, op.update, upsert=op.upsert)
+            except DuplicateKey:
+                return index
+        return None
 
     def _collection_for(self, target: str) -> Collection[Document]:
         return self.collection if target == "sessions" else self.messages_collection

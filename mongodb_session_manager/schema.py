@@ -211,35 +211,45 @@ def create_agent_filter(session_id: str, agent_id: str) -> dict[str, Any]:
     return {"_id": session_id, agent_path(agent_id): {"$exists": False}}
 
 
-def create_agent_update(session_agent: SessionAgent) -> dict[str, Any]:
-    now = utcnow()
-    return {"$set": {agent_path(session_agent.agent_id): agent_document(session_agent), "updated_at": now}}
+def create_agent_update(agent_id: str, agent: Mapping[str, Any]) -> dict[str, Any]:
+    """Add the agent entry (``agent_entry``) to the session; ``create_agent_filter`` keeps the first."""
+    return {"$set": {agent_path(agent_id): dict(agent), "updated_at": utcnow()}}
 
 
-def agent_state_set(session_agent: SessionAgent, now: datetime) -> dict[str, Any]:
-    """``$set`` fields that persist an agent's state (not its creation time or totals)."""
-    agent_id = session_agent.agent_id
+def agent_state(session_agent: SessionAgent) -> dict[str, Any]:
+    """The agent fields that change over its life: what change detection compares and ``$set`` writes."""
     return {
-        agent_path(agent_id, "state"): session_agent.state,
-        agent_path(agent_id, "conversation_manager_state"): session_agent.conversation_manager_state,
-        agent_path(agent_id, "internal_state"): session_agent._internal_state,
-        agent_path(agent_id, "updated_at"): now,
-        "updated_at": now,
+        "state": session_agent.state,
+        "conversation_manager_state": session_agent.conversation_manager_state,
+        "internal_state": session_agent._internal_state,
     }
+
+
+def agent_entry(state: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """A new agent entry of the session document, from its ``agent_state``."""
+    now = now or utcnow()
+    return {**state, "created_at": now, "updated_at": now}
+
+
+def removed_message_count(agent: Mapping[str, Any]) -> int:
+    """Where the agent's window starts: the messages its conversation manager already removed."""
+    return int((agent.get("conversation_manager_state") or {}).get("removed_message_count", 0) or 0)
 
 
 def session_update(
     *,
-    agent: SessionAgent | None = None,
+    agent_id: str,
+    agent: Mapping[str, Any] | None = None,
     totals: Mapping[str, int | float] | None = None,
-    agent_id: str | None = None,
 ) -> dict[str, Any]:
-    """One update of the session document: changed agent state and/or a turn's totals."""
+    """One update of the session document: changed agent state (``agent_state``) and/or a turn's totals."""
     now = utcnow()
-    update: dict[str, Any] = {"$set": agent_state_set(agent, now) if agent else {"updated_at": now}}
+    fields: dict[str, Any] = {"updated_at": now}
+    if agent:
+        fields |= {agent_path(agent_id, name): value for name, value in agent.items()}
+        fields[agent_path(agent_id, "updated_at")] = now
+    update: dict[str, Any] = {"$set": fields}
     if totals:
-        if agent_id is None:
-            raise ValueError("totals need the agent_id they belong to")
         increments: dict[str, int | float] = {}
         for name, value in totals.items():
             increments[f"totals.{name}"] = value
@@ -301,6 +311,38 @@ def message_window_filter(session_id: str, agent_id: str, first_message_id: int)
 
 
 MESSAGE_SORT = [("message_id", 1)]
+
+RESUME_WINDOW_FIELD = "_window"
+
+
+def resume_pipeline(session_id: str, agent_id: str, messages_collection: str) -> list[dict[str, Any]]:
+    """The session document with the agent's window joined in: a resume in one command.
+
+    The window starts at the stored conversation manager's ``removed_message_count``, read from
+    the session document by the ``$lookup``; its range on ``message_id`` is served by the
+    unique index. Only right while ids are contiguous (no ``next_message_id`` counter).
+    """
+    removed = "$" + agent_path(agent_id, "conversation_manager_state", "removed_message_count")
+    return [
+        {"$match": {"_id": session_id}},
+        {
+            "$lookup": {
+                "from": messages_collection,
+                "let": {"first": {"$ifNull": [removed, 0]}},
+                "pipeline": [
+                    {
+                        "$match": {
+                            "session_id": session_id,
+                            "agent_id": agent_id,
+                            "$expr": {"$gte": ["$message_id", "$$first"]},
+                        }
+                    },
+                    {"$sort": {"message_id": 1}},
+                ],
+                "as": RESUME_WINDOW_FIELD,
+            }
+        },
+    ]
 
 
 def message_document(

@@ -50,9 +50,8 @@ def test_hostile_agent_ids_raise_value_error_and_write_no_agent(
     manager = MongoDBSessionManager(session_id="s", client=client, database_name=database_name)
     with pytest.raises(ValueError, match="agent_id"):
         Agent(agent_id=agent_id, model=ScriptedModel([]), session_manager=manager, callback_handler=None)
-    document = client[database_name].sessions.find_one({"_id": "s"})
-    assert document is not None
-    assert document["agents"] == {}
+    # Construction writes nothing, and a refused agent never gets to write.
+    assert client[database_name].sessions.find_one({"_id": "s"}) is None
     assert client[database_name].sessions_messages.count_documents({}) == 0
 
 
@@ -90,12 +89,13 @@ def test_unreachable_server_raises_the_packages_error_within_the_timeout(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     started = time.monotonic()
+    manager = create_mongodb_session_manager(  # construction does no I/O: the restore does
+        session_id="s",
+        connection_string="mongodb://admin:s3cr3t-pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+        database_name="nowhere",
+    )
     with pytest.raises(StoreUnavailableError) as raised:
-        create_mongodb_session_manager(
-            session_id="s",
-            connection_string="mongodb://admin:s3cr3t-pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
-            database_name="nowhere",
-        )
+        Agent(agent_id="a", model=ScriptedModel([]), session_manager=manager, callback_handler=None)
     assert time.monotonic() - started < 5
     assert "s3cr3t-pw" not in str(raised.value)
     assert "s3cr3t-pw" not in caplog.text
@@ -106,8 +106,9 @@ def test_reprs_and_logs_never_show_the_password(caplog: pytest.LogCaptureFixture
     uri = "mongodb://admin:s3cr3t-pw@127.0.0.1:1/?serverSelectionTimeoutMS=300"
     factory = MongoDBSessionManagerFactory(connection_string=uri, database_name="nowhere")
     assert "s3cr3t-pw" not in repr(factory)
+    manager = factory.create_session_manager("s")
     with pytest.raises(StoreUnavailableError) as raised:
-        factory.create_session_manager("s")
+        Agent(agent_id="a", model=ScriptedModel([]), session_manager=manager, callback_handler=None)
     factory.close()
     assert "s3cr3t-pw" not in str(raised.value)
     assert "s3cr3t-pw" not in caplog.text

@@ -32,7 +32,7 @@ def test_two_managers_appending_to_one_agent_keep_all_400_messages(
             for index in range(200):
                 manager.append_message({"role": "user", "content": f"{name}-{index}"}, agent)
                 manager.sync_agent(agent)
-            return [record.message_id for record in manager._held_records["assistant"]]
+            return [record.message_id for record in manager._slots["assistant"].records]
 
     results: dict[str, list[int]] = {}
     threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, instance(n))) for n in ("a", "b")]
@@ -90,9 +90,11 @@ def test_two_first_requests_create_the_session_once(
         try:
             start.wait()
             manager = MongoDBSessionManager(session_id="fresh", client=client, database_name=database_name)
-            Agent(
+            agent = Agent(
                 agent_id="assistant", model=ScriptedModel([]), session_manager=manager, callback_handler=None
             )
+            manager.append_message({"role": "user", "content": "first"}, agent)
+            manager.close()  # the session is created with its first write
         except BaseException as exc:
             errors.append(exc)
 

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pymongo
 import pytest
+from pymongo import monitoring
 from strands import Agent
 from strands.session.repository_session_manager import RepositorySessionManager
 
-from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager import (
+    MongoDBSessionManager,
+    MongoDBSessionManagerFactory,
+    MongoDBSessionRepository,
+)
 from mongodb_session_manager.testing import ScriptedModel
 
 Client = pymongo.MongoClient[dict[str, Any]]
@@ -32,7 +38,14 @@ def slow_repository(
     client: Client, database_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> MongoDBSessionRepository:
     repository = MongoDBSessionRepository(client=client, database_name=database_name)
-    for name in ("write_message", "write_session_update", "create_message", "update_agent"):
+    for name in (
+        "write",
+        "load_session",
+        "write_message",
+        "write_session_update",
+        "create_message",
+        "update_agent",
+    ):
         monkeypatch.setattr(repository, name, slow(getattr(repository, name)))
     return repository
 
@@ -98,3 +111,72 @@ async def test_the_same_slow_writes_do_block_a_plain_repository_session_manager(
     )
     longest = await longest_tick_gap_during(lambda: three_streamed_turns(agent))
     assert longest >= WRITE_DELAY * 0.9
+
+
+class EveryCommandSlowed(monitoring.CommandListener):
+    """Delays every command by 100 ms on the thread that sends it: a far-away, busy server."""
+
+    def __init__(self) -> None:
+        self.commands = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands += 1
+        time.sleep(WRITE_DELAY)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.mark.parametrize("api", ["guide", "async"])
+@pytest.mark.parametrize("sessions", ["first-time", "resumed"])
+async def test_requests_that_build_stream_and_close_never_stall_the_loop(
+    mongodb_uri: str, database_name: str, api: str, sessions: str
+) -> None:
+    slowed = EveryCommandSlowed()
+    with pymongo.MongoClient(mongodb_uri, event_listeners=[slowed]) as client:
+        factory = MongoDBSessionManagerFactory(client=client, database_name=database_name)
+        await asyncio.to_thread(factory.ensure_indexes)  # the app's startup, before the clock
+        if sessions == "resumed":
+            for number in range(5):
+                seeded = factory.create_session_manager(f"s{number}")
+                agent = Agent(
+                    agent_id="assistant",
+                    model=ScriptedModel(["Earlier."]),
+                    session_manager=seeded,
+                    callback_handler=None,
+                )
+                await agent.invoke_async("before")
+                await seeded.aclose()
+
+        async def request(session_id: str) -> None:
+            if api == "guide":
+                manager = factory.create_session_manager(session_id)
+            else:
+                manager = await factory.acreate_session_manager(session_id, agent_id="assistant")
+            agent = Agent(
+                agent_id="assistant",
+                model=ScriptedModel(["Reply."]),
+                session_manager=manager,
+                callback_handler=None,
+            )
+            async for _ in agent.stream_async("hello"):
+                pass
+            if api == "guide":
+                manager.close()
+                await manager.flush()
+            else:
+                await manager.aclose()
+
+        await request("warm-up")  # a process's first request pays for imports and thread start-up
+        gc.collect()  # earlier tests' agents are garbage: collect them before the clock, not during
+        before = slowed.commands
+        longest = await longest_tick_gap_during(
+            lambda: asyncio.gather(*(request(f"s{number}") for number in range(5)))
+        )
+        assert slowed.commands - before >= 15  # every request really waited on slow commands...
+        assert longest < 0.020  # ...and the loop never waited with it
+        stored = client[database_name].sessions_messages.count_documents({})
+        assert stored == (20 if sessions == "resumed" else 10) + 2

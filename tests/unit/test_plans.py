@@ -1,10 +1,25 @@
-"""The insert flow, driven by a fake store: what both repositories rely on."""
+"""The write flow, driven by a fake store: what both repositories rely on."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from strands.types.session import SessionMessage
 
-from mongodb_session_manager._plans import Allocate, Flow, InsertOp, Plan, ReadTail, insert_message_flow
+from mongodb_session_manager._plans import (
+    EnsureIndexes,
+    Find,
+    FindAndUpdate,
+    Flow,
+    InsertOp,
+    MessageWrite,
+    NewAgent,
+    RunPlan,
+    SessionWrite,
+    Step,
+    drive_sync,
+    write_flow,
+)
 
 
 class FakeStore:
@@ -15,56 +30,79 @@ class FakeStore:
         self.counter = -1
         self.steps: list[str] = []
 
-    def drive(self, flow: Flow) -> int:
-        step = next(flow)
-        while True:
-            try:
-                if isinstance(step, Plan):
-                    insert = step.ops[0]
-                    assert isinstance(insert, InsertOp)
-                    message_id = insert.document["message_id"]
-                    applied = message_id not in self.taken
-                    self.taken.add(message_id)
-                    self.steps.append(f"insert {message_id} {'ok' if applied else 'taken'}")
-                    step = flow.send(applied)
-                elif isinstance(step, ReadTail):
-                    self.steps.append("tail")
-                    step = flow.send(max(i for i in self.taken if i >= step.from_message_id))
-                else:
-                    assert isinstance(step, Allocate)
-                    self.counter = max(self.counter, step.floor) + 1
-                    self.steps.append(f"allocate {self.counter}")
-                    step = flow.send(self.counter)
-            except StopIteration as done:
-                return int(done.value)
+    def execute(self, step: Step) -> Any:
+        request = step.request
+        if isinstance(request, EnsureIndexes):
+            return None
+        if isinstance(request, RunPlan):
+            plan = request.plan
+            assert plan.message_index is not None
+            insert = plan.ops[plan.message_index]
+            assert isinstance(insert, InsertOp)
+            message_id = insert.document["message_id"]
+            applied = message_id not in self.taken
+            self.taken.add(message_id)
+            self.steps.append(f"insert {message_id} {'ok' if applied else 'taken'}")
+            return None if applied else plan.message_index
+        if isinstance(request, Find):
+            self.steps.append("tail")
+            floor = request.filter["message_id"]["$gte"]
+            return [{"message_id": i} for i in self.taken if i >= floor]
+        assert isinstance(request, FindAndUpdate)
+        floor = request.update[0]["$set"]["agents.a.next_message_id"]["$add"][0]["$max"][1]
+        self.counter = max(self.counter, floor) + 1
+        self.steps.append(f"allocate {self.counter}")
+        return {"agents": {"a": {"next_message_id": self.counter}}}
+
+    def drive(self, flow: Flow[int | None]) -> int | None:
+        return drive_sync(flow, self.execute)
 
 
-def message(message_id: int) -> SessionMessage:
-    return SessionMessage.from_message({"role": "user", "content": [{"text": "hi"}]}, message_id)
+def message(message_id: int) -> MessageWrite:
+    return MessageWrite(
+        SessionMessage.from_message({"role": "user", "content": [{"text": "hi"}]}, message_id)
+    )
 
 
 def test_a_free_id_is_one_insert() -> None:
     store = FakeStore(taken={0, 1})
-    assert store.drive(insert_message_flow("s", "a", message(2))) == 2
+    assert store.drive(write_flow("s", "a", message(2), None)) == 2
     assert store.steps == ["insert 2 ok"]
 
 
 def test_a_taken_id_moves_past_the_stored_tail() -> None:
     store = FakeStore(taken={0, 1, 2, 3, 4})
     stored = message(2)
-    assert store.drive(insert_message_flow("s", "a", stored)) == 5
-    assert stored.message_id == 5
+    assert store.drive(write_flow("s", "a", stored, None)) == 5
+    assert stored.session_message.message_id == 5
     assert store.steps == ["insert 2 taken", "tail", "allocate 5", "insert 5 ok"]
 
 
 def test_a_writer_that_saw_contention_takes_ids_from_the_counter() -> None:
     store = FakeStore(taken={0, 1})
     store.counter = 6
-    assert store.drive(insert_message_flow("s", "a", message(2), allocate_first=True)) == 7
+    assert store.drive(write_flow("s", "a", message(2), None, allocate_first=True)) == 7
+
+
+def first_plan(flow: Flow[int | None]) -> Any:
+    step = next(flow)
+    assert isinstance(step.request, EnsureIndexes)
+    step = flow.send(None)
+    assert isinstance(step.request, RunPlan)
+    return step.request.plan
 
 
 def test_a_session_update_rides_in_the_same_plan() -> None:
-    flow = insert_message_flow("s", "a", message(0), session_update={"$set": {"updated_at": 1}})
-    plan = next(flow)
-    assert isinstance(plan, Plan)
+    plan = first_plan(write_flow("s", "a", message(0), SessionWrite("a", totals={"turns": 1})))
     assert [op.target for op in plan.ops] == ["messages", "sessions"]
+
+
+def test_a_first_write_creates_the_session_and_the_agent_in_the_same_plan() -> None:
+    create = NewAgent(session={"_id": "s", "metadata": {}}, agent={"state": {}})
+    plan = first_plan(write_flow("s", "a", message(0), SessionWrite("a", create=create)))
+    assert [(op.target, getattr(op, "upsert", False)) for op in plan.ops] == [
+        ("sessions", True),  # the session, once: $setOnInsert
+        ("sessions", False),  # the agent entry, only while it is absent
+        ("messages", False),
+    ]
+    assert plan.message_index == 2

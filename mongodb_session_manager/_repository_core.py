@@ -1,0 +1,326 @@
+"""What the sync and the async repository share: configuration, validation and every operation.
+
+Each public repository operation is a method here that checks its input (before any I/O) and
+returns a flow (:mod:`._plans`). The two shells, :mod:`.repository` and
+:mod:`.async_repository`, only drive flows: their methods are one line each, and their single
+``_execute`` turns a request into a driver call. So the sync and the async repository accept
+the same input, raise the same errors and write the same documents by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from strands.types.session import Session, SessionAgent, SessionMessage
+
+from . import schema
+from ._driver_errors import DuplicateKey
+from ._plans import (
+    Count,
+    Delete,
+    EnsureIndexes,
+    Find,
+    FindOne,
+    Flow,
+    MessageWrite,
+    SessionSnapshot,
+    SessionWrite,
+    Update,
+    ask,
+    list_messages_flow,
+    load_flow,
+    write_flow,
+)
+from ._validation import validate_agent_id, validate_message_id, validate_session_id
+from .config import StoreConfig
+from .errors import InvalidSessionInputError, SessionNotFoundError
+
+if TYPE_CHECKING:
+    from strands.multiagent.base import MultiAgentBase
+
+Document = dict[str, Any]
+
+
+def _not_found(session_id: str) -> SessionNotFoundError:
+    return SessionNotFoundError(f"session_id=<{session_id}> | session does not exist")
+
+
+class RepositoryCore:
+    """Configuration and the operations, as flows; subclasses add the I/O."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self.names = config.names
+        # Client-level bulkWrite (MongoDB 8): assumed until the server says otherwise.
+        self._bulk_supported = True
+        # ``$lookup`` with ``let``/``pipeline`` (a resume in one command); mongomock lacks it.
+        self._joins_supported = not type(config.client).__module__.startswith("mongomock")
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(database_name={self.config.database_name!r}, "
+            f"collection_name={self.names.sessions!r})"
+        )
+
+    @property
+    def namespaces(self) -> dict[str, str]:
+        return self.names.namespaces(self.config.database_name)
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def _create_session(self, session: Session, metadata: Mapping[str, Any] | None) -> Flow[Session]:
+        validate_session_id(session.session_id)
+        document = schema.session_document(session, metadata=metadata)
+
+        def flow() -> Flow[Session]:
+            yield from _ensure_indexes()
+            for _ in range(2):  # two first requests may race on the upsert: the retry matches
+                try:
+                    yield ask(
+                        Update(
+                            "sessions",
+                            {"_id": session.session_id},
+                            schema.create_session_update(document),
+                            True,
+                        ),
+                        "create session",
+                    )
+                    break
+                except DuplicateKey:
+                    continue
+            return session
+
+        return flow()
+
+    def _load_session_document(self, session_id: str) -> Flow[Document | None]:
+        validate_session_id(session_id)
+
+        def flow() -> Flow[Document | None]:
+            document: Document | None = yield ask(FindOne("sessions", {"_id": session_id}), "read session")
+            return document
+
+        return flow()
+
+    def _read_session(self, session_id: str) -> Flow[Session | None]:
+        loading = self._load_session_document(session_id)
+
+        def flow() -> Flow[Session | None]:
+            document = yield from loading
+            return None if document is None else schema.session_from_document(document)
+
+        return flow()
+
+    def _load_session(self, session_id: str, agent_id: str | None) -> Flow[SessionSnapshot | None]:
+        validate_session_id(session_id)
+        if agent_id is not None:
+            validate_agent_id(agent_id)
+        return load_flow(session_id, agent_id, self.names.messages, join=self._joins_supported)
+
+    def _delete_session(self, session_id: str) -> Flow[bool]:
+        validate_session_id(session_id)
+
+        def flow() -> Flow[bool]:
+            yield ask(Delete("messages", {"session_id": session_id}), "delete session")
+            deleted = yield ask(Delete("sessions", {"_id": session_id}, many=False), "delete session")
+            return bool(deleted == 1)
+
+        return flow()
+
+    def _list_sessions(
+        self,
+        skip: int,
+        limit: int,
+        since: datetime | None,
+        until: datetime | None,
+        agent_id: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Flow[list[dict[str, Any]]]:
+        query = schema.session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
+        skip, limit = schema.page(skip, limit)
+
+        def flow() -> Flow[list[dict[str, Any]]]:
+            documents = yield ask(
+                Find("sessions", query, sort=schema.SESSION_LIST_SORT, skip=skip, limit=limit),
+                "list sessions",
+            )
+            return [schema.session_summary(document) for document in documents]
+
+        return flow()
+
+    # --- agents -----------------------------------------------------------------------------
+
+    def _create_agent(self, session_id: str, session_agent: SessionAgent) -> Flow[None]:
+        validate_session_id(session_id)
+        agent_id = validate_agent_id(session_agent.agent_id)
+
+        def flow() -> Flow[None]:
+            matched = yield ask(
+                Update(
+                    "sessions",
+                    schema.create_agent_filter(session_id, agent_id),
+                    schema.create_agent_update(agent_id, schema.agent_document(session_agent)),
+                ),
+                "create agent",
+            )
+            if (
+                matched == 0
+                and (yield ask(Count("sessions", {"_id": session_id}, limit=1), "create agent")) == 0
+            ):
+                raise _not_found(session_id)
+
+        return flow()
+
+    def _read_agent(self, session_id: str, agent_id: str) -> Flow[SessionAgent | None]:
+        validate_agent_id(agent_id)
+        loading = self._load_session_document(session_id)
+
+        def flow() -> Flow[SessionAgent | None]:
+            document = yield from loading
+            return schema.agent_in_session(document, agent_id)
+
+        return flow()
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def _read_message(self, session_id: str, agent_id: str, message_id: int) -> Flow[SessionMessage | None]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
+        validate_message_id(message_id)
+
+        def flow() -> Flow[SessionMessage | None]:
+            document = yield ask(
+                FindOne("messages", schema.message_filter(session_id, agent_id, message_id)), "read message"
+            )
+            return None if document is None else schema.message_from_document(document)
+
+        return flow()
+
+    def _update_message(self, session_id: str, agent_id: str, session_message: SessionMessage) -> Flow[None]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
+        validate_message_id(session_message.message_id)
+
+        def flow() -> Flow[None]:
+            matched = yield ask(
+                Update(
+                    "messages",
+                    schema.message_filter(session_id, agent_id, session_message.message_id),
+                    schema.update_message_update(session_message),
+                ),
+                "update message",
+            )
+            if matched == 0:
+                raise SessionNotFoundError(
+                    f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
+                    f"message_id=<{session_message.message_id}> | message does not exist"
+                )
+
+        return flow()
+
+    def _list_messages(
+        self, session_id: str, agent_id: str, limit: int | None, offset: int, contiguous: bool
+    ) -> Flow[list[SessionMessage]]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidSessionInputError(f"offset must be a non-negative int, got {offset!r}")
+        return list_messages_flow(session_id, agent_id, limit, offset, contiguous)
+
+    # --- the hot path -----------------------------------------------------------------------
+
+    def _write(
+        self,
+        session_id: str,
+        agent_id: str,
+        message: MessageWrite | None,
+        write: SessionWrite | None,
+        allocate_first: bool,
+    ) -> Flow[int | None]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
+        if message is not None:
+            validate_message_id(message.session_message.message_id)
+        if write is not None and write.agent_id != agent_id:
+            raise InvalidSessionInputError("a session write belongs to the agent it is written for")
+        return write_flow(session_id, agent_id, message, write, allocate_first=allocate_first)
+
+    def _write_message(
+        self,
+        session_id: str,
+        agent_id: str,
+        session_message: SessionMessage,
+        event_loop_metrics: Mapping[str, Any] | None,
+        incomplete_reason: str | None,
+        allocate_first: bool,
+        session_update: Mapping[str, Any] | None,
+    ) -> Flow[int]:
+        message = MessageWrite(session_message, event_loop_metrics, incomplete_reason)
+        write = None if session_update is None else SessionWrite(agent_id, update=session_update)
+        writing = self._write(session_id, agent_id, message, write, allocate_first)
+
+        def flow() -> Flow[int]:
+            message_id = yield from writing
+            assert message_id is not None
+            return message_id
+
+        return flow()
+
+    def _write_session_update(
+        self,
+        session_id: str,
+        agent: SessionAgent | None,
+        totals: Mapping[str, int | float] | None,
+        agent_id: str | None,
+        turn_record: tuple[int, Mapping[str, Any]] | None,
+    ) -> Flow[None]:
+        validate_session_id(session_id)
+        agent_id = agent_id or (agent.agent_id if agent else None)
+        if agent_id is None:
+            if totals or turn_record:
+                raise InvalidSessionInputError("totals and turn records need the agent_id they belong to")
+            touch = {"$set": {"updated_at": schema.utcnow()}}
+
+            def touch_flow() -> Flow[None]:
+                yield ask(Update("sessions", {"_id": session_id}, touch), "update session")
+
+            return touch_flow()
+        state = None if agent is None else schema.agent_state(agent)
+        writing = self._write(
+            session_id, agent_id, None, SessionWrite(agent_id, state, totals, turn_record), False
+        )
+
+        def flow() -> Flow[None]:
+            yield from writing
+
+        return flow()
+
+    # --- multi-agent ------------------------------------------------------------------------
+
+    def _read_multi_agent(self, session_id: str, multi_agent_id: str) -> Flow[dict[str, Any] | None]:
+        validate_agent_id(multi_agent_id)
+        loading = self._load_session_document(session_id)
+
+        def flow() -> Flow[dict[str, Any] | None]:
+            document = (yield from loading) or {}
+            entry = (document.get("multi_agents") or {}).get(multi_agent_id)
+            return None if entry is None else dict(entry.get("state") or {})
+
+        return flow()
+
+    def _write_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, *, create: bool) -> Flow[None]:
+        validate_session_id(session_id)
+        validate_agent_id(multi_agent.id)
+        update = schema.multi_agent_update(multi_agent.id, multi_agent.serialize_state(), create=create)
+
+        def flow() -> Flow[None]:
+            matched = yield ask(Update("sessions", {"_id": session_id}, update), "write multi-agent state")
+            if matched == 0:
+                raise _not_found(session_id)
+
+        return flow()
+
+
+def _ensure_indexes() -> Flow[None]:
+    yield ask(EnsureIndexes(), "create indexes")
