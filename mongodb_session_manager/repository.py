@@ -36,7 +36,7 @@ from ._plans import (
 )
 from ._validation import validate_agent_id, validate_message_id, validate_session_id
 from .errors import SessionNotFoundError
-from .metrics_query import MetricsQuery, SessionMetrics
+from .metrics.query import MetricsQuery, SessionMetrics
 from .pool import MongoDBConnectionPool, check_client_arguments
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Read per-turn metrics back: one session's turns, summaries, groupings, tools, top sessions.
 
-Results are typed (pydantic models). Each query is written once, as a flow (:mod:`._metrics_flows`)
-over pure pipelines (:mod:`._metrics_pipelines`). :class:`MetricsQuery` drives flows with a sync
+Results are typed (pydantic models). Each query is written once, as a flow (:mod:`.flows`)
+over pure pipelines (:mod:`.pipelines`). :class:`MetricsQuery` drives flows with a sync
 repository, :class:`AsyncMetricsQuery` with an async one; they differ only in the I/O line.
 
 Usage::
@@ -17,8 +17,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, TypeVar
 
-from ._driver_errors import translate_driver_errors
-from ._metrics_flows import (
+from .._driver_errors import translate_driver_errors
+from .flows import (
     Aggregate,
     Document,
     Flow,
@@ -28,7 +28,7 @@ from ._metrics_flows import (
     tool_usage_flow,
     top_sessions_flow,
 )
-from ._metrics_models import (
+from .models import (
     MetricsFilter,
     MetricsGroup,
     MetricsTotals,
@@ -39,7 +39,7 @@ from ._metrics_models import (
     TurnError,
     TurnMetrics,
 )
-from ._metrics_pipelines import GroupBy, RankBy
+from .pipelines import GroupBy, RankBy
 
 __all__ = [
     "AsyncMetricsQuery",
@@ -68,7 +68,7 @@ def _options(step: Aggregate) -> dict[str, Any]:
 
 
 class MetricsQuery:
-    """Metrics queries over a sync :class:`~.repository.MongoDBSessionRepository`."""
+    """Metrics queries over a sync :class:`~mongodb_session_manager.MongoDBSessionRepository`."""
 
     def __init__(self, repository: Any) -> None:
         self._repository = repository
