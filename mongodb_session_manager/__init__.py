@@ -18,8 +18,7 @@ from .factory import (
     initialize_global_factory,
 )
 from .manager import MongoDBSessionManager, create_mongodb_session_manager
-from .metrics import TurnTracker
-from .metrics_query import (
+from .metrics import (
     AsyncMetricsQuery,
     MetricsFilter,
     MetricsGroup,
@@ -29,6 +28,7 @@ from .metrics_query import (
     SessionRank,
     ToolUsage,
     TurnMetrics,
+    TurnTracker,
 )
 from .pool import MongoDBConnectionPool
 from .repository import MongoDBSessionRepository

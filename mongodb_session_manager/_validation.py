@@ -1,7 +1,8 @@
-"""Checks applied to ids before anything touches the database."""
+"""Checks applied to user input (ids, metadata filters) before anything touches the database."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidSessionInputError
@@ -33,6 +34,43 @@ def validate_message_id(message_id: Any) -> int:
     if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 0:
         raise InvalidSessionInputError(f"message_id must be a non-negative int, got {message_id!r}")
     return message_id
+
+
+def validate_metadata_filter(metadata: Any) -> dict[str, Any]:
+    """Return a metadata filter as a new dict if it is a plain equality match, else raise.
+
+    A filter ``{"tenant": "acme"}`` becomes ``{"metadata.tenant": "acme"}``. A key that starts with
+    ``$`` or holds a ``.$`` step, at any depth (inside lists too), would turn it into an operator:
+    ``{"user": {"$ne": None}}`` matches everyone. Such keys, empty keys and non-str keys raise
+    ``InvalidSessionInputError``. ``None`` is no filter: ``{}``.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidSessionInputError(f"metadata must be a dict, got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        _check_filter_key(key)
+        _check_filter_value(key, value)
+    return dict(metadata)
+
+
+def _check_filter_key(key: Any, *, within: str | None = None) -> None:
+    if not isinstance(key, str) or not key or key.startswith("$") or ".$" in key:
+        where = "" if within is None else f" (in the value for {within!r})"
+        raise InvalidSessionInputError(
+            f"metadata filter keys must be non-empty strings, must not start with '$' "
+            f"and must not contain '.$': {key!r}{where}"
+        )
+
+
+def _check_filter_value(field: str, value: Any) -> None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            _check_filter_key(key, within=field)
+            _check_filter_value(field, inner)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_filter_value(field, item)
 
 
 def _validate_id(value: Any, name: str) -> str:

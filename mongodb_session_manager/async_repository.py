@@ -249,7 +249,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
 
     async def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> Any:
         """A page of the session's turns with their totals (``AsyncMetricsQuery.session_metrics``)."""
-        from .metrics_query import AsyncMetricsQuery  # the metrics layer sits above storage
+        from .metrics.query import AsyncMetricsQuery  # the metrics layer sits above storage
 
         return await AsyncMetricsQuery(self).session_metrics(session_id, skip=skip, limit=limit)
 

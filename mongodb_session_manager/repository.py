@@ -241,7 +241,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
 
     def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> Any:
         """A session's totals, per-agent totals and one page of its turns (see ``MetricsQuery``)."""
-        from .metrics_query import MetricsQuery  # the metrics layer sits above storage
+        from .metrics.query import MetricsQuery  # the metrics layer sits above storage
 
         return MetricsQuery(self).session_metrics(session_id, skip=skip, limit=limit)
 

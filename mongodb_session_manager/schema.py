@@ -29,7 +29,7 @@ from pymongo import IndexModel
 from strands.types.content import Message
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from ._validation import validate_agent_id
+from ._validation import validate_agent_id, validate_metadata_filter
 from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
 
@@ -152,19 +152,6 @@ def session_summary(document: Mapping[str, Any]) -> dict[str, Any]:
         "agent_ids": sorted(document.get("agents") or {}),
         "totals": dict(document.get("totals") or {}),
     }
-
-
-def _refuse_operators(key: Any, value: Any) -> None:
-    if not isinstance(key, str) or not key or key.startswith("$") or ".$" in key:
-        raise InvalidSessionInputError(f"metadata keys must not be empty or start with '$': {key!r}")
-    if isinstance(value, Mapping):
-        for inner_key, inner_value in value.items():
-            _refuse_operators(inner_key, inner_value)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, Mapping):
-                for inner_key, inner_value in item.items():
-                    _refuse_operators(inner_key, inner_value)
 
 
 def _session_type_value(session_type: Any) -> str:
@@ -409,7 +396,8 @@ def session_list_filter(
 ) -> dict[str, Any]:
     """Sessions updated in ``[since, until)``, holding ``agent_id``, whose metadata has these values.
 
-    The caller validates ``agent_id``; metadata keys starting with ``$`` are refused here.
+    ``agent_id`` and the metadata filter are validated here: operator keys are refused at any depth
+    (see :func:`._validation.validate_metadata_filter`).
     """
     query: dict[str, Any] = {}
     window: dict[str, datetime] = {}
@@ -421,8 +409,7 @@ def session_list_filter(
         query["updated_at"] = window
     if agent_id is not None:
         query[agent_path(validate_agent_id(agent_id))] = {"$exists": True}
-    for key, value in (metadata or {}).items():
-        _refuse_operators(key, value)  # also nested: {"user": {"$ne": None}} would match everyone
+    for key, value in validate_metadata_filter(metadata).items():
         query[f"metadata.{key}"] = value
     return query
 

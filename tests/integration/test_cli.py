@@ -20,8 +20,8 @@ import pytest
 from strands import Agent, tool
 
 from mongodb_session_manager import MongoDBSessionManager
-from mongodb_session_manager import _cli_sessions as cli_sessions
 from mongodb_session_manager.cli import main
+from mongodb_session_manager.cli import sessions as cli_sessions
 from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
 
 pytestmark = pytest.mark.integration

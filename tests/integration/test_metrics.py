@@ -28,10 +28,10 @@ from mongodb_session_manager import (
     MongoDBSessionRepository,
     SessionNotFoundError,
     TurnMetrics,
-    _metrics_flows,
     schema,
 )
 from mongodb_session_manager.async_repository import AsyncMongoDBSessionRepository
+from mongodb_session_manager.metrics import flows
 from mongodb_session_manager.testing import (
     ScriptedCall,
     ScriptedModel,
@@ -406,7 +406,7 @@ def test_metadata_filters_agree_whether_ids_are_prequeried_or_joined(
     expected = [d for d in seeded if tier(d["session_id"]) == "gold"]
 
     prequeried = query.group_by("agent", gold)
-    monkeypatch.setattr(_metrics_flows, "MAX_PREQUERIED_SESSIONS", 1)
+    monkeypatch.setattr(flows, "MAX_PREQUERIED_SESSIONS", 1)
     joined = query.group_by("agent", gold)
 
     assert prequeried == joined

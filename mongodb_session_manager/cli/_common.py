@@ -1,4 +1,4 @@
-"""What every CLI command shares: exit codes, the one CLI error, connecting, parsing options."""
+"""What every CLI command shares: exit codes, the one CLI error, connecting to MongoDB."""
 
 from __future__ import annotations
 
@@ -7,16 +7,30 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
 from pymongo import MongoClient
 
-from ._driver_errors import translate_driver_errors
-from ._redact import redact_uri
-from .errors import ConfigurationError
-from .pool import new_client
-from .repository import MongoDBSessionRepository
+from .._driver_errors import translate_driver_errors
+from .._redact import redact_uri
+from ..errors import ConfigurationError
+from ..pool import new_client
+from ..repository import MongoDBSessionRepository
+
+__all__ = [
+    "EXIT_CONFLICT",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "SERVER_SELECTION_TIMEOUT_MS",
+    "CLIError",
+    "connect",
+    "open_repository",
+    "resolve_uri",
+]
 
 Document = dict[str, Any]
 
@@ -83,35 +97,3 @@ def open_repository(args: argparse.Namespace) -> Iterator[MongoDBSessionReposito
         )
     finally:
         client.close()
-
-
-def parse_when(value: str) -> datetime:
-    """An ISO date or date-time (naive means UTC), for argparse ``type=``."""
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not an ISO date or date-time: {value!r} (e.g. 2025-01-31 or 2025-01-31T12:00:00Z)"
-        ) from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-
-
-def parse_key_value(value: str) -> tuple[str, str]:
-    """``key=value`` for ``--meta``, for argparse ``type=``."""
-    key, sep, rest = value.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {value!r}")
-    if key.startswith("$"):
-        raise argparse.ArgumentTypeError(f"metadata keys must not start with '$': {key!r}")
-    return key, rest
-
-
-def parse_positive(value: str) -> int:
-    """A non-negative int, for argparse ``type=``."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {value!r}")
-    return number

@@ -1,47 +1,25 @@
-"""The ``mongodb-session-manager`` command: demo, browse sessions, read metrics, run a local server.
+"""The command line's arguments: one parser, its subcommands, and the ``type=`` checks of options.
 
-Every failure is one line on stderr and an exit code a script can test::
-
-    0 ok   1 error   2 bad usage or connection string   3 MongoDB unreachable
-    4 session not found   5 session already exists   130 interrupted
-
-Human output is drawn with ``rich`` (``pip install 'mongodb-session-manager[cli]'``);
-``--json`` gives machine output on every read command and needs nothing extra.
+Handlers are imported when they run, so ``--help`` and ``serve-db`` do not load what they do
+not use.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
-from . import schema
-from ._cli_common import (
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_NOT_FOUND,
-    EXIT_UNAVAILABLE,
-    EXIT_USAGE,
-    CLIError,
-    parse_key_value,
-    parse_positive,
-    parse_when,
-)
-from ._redact import redact_uri
-from .embedded import EmbeddedServerError
-from .errors import (
-    ConfigurationError,
-    InvalidSessionInputError,
-    MongoDBSessionError,
-    SessionNotFoundError,
-    StoreUnavailableError,
-)
+from .. import schema
+from .._validation import validate_metadata_filter
+from ..errors import InvalidSessionInputError
+
+__all__ = ["PROG", "Handler", "build_parser", "parse_args", "parse_key_value", "parse_positive", "parse_when"]
 
 Handler = Callable[[argparse.Namespace], int]
 
-_PROG = "mongodb-session-manager"
+PROG = "mongodb-session-manager"
 # Defaults of the options accepted before and after the command. They are filled in after parsing:
 # argparse shares option objects between a parser and its parents, so a default set on the main
 # parser would also overwrite, from the subcommand, a value given before the subcommand.
@@ -53,35 +31,13 @@ _GLOBAL_DEFAULTS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (also when argparse rejects the arguments)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error argparse already printed (2)
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (default: ``sys.argv[1:]``); like argparse, raises ``SystemExit`` on bad usage."""
+    args = build_parser().parse_args(argv)
     for name, value in _GLOBAL_DEFAULTS.items():  # options given nowhere (they are SUPPRESSed)
         if not hasattr(args, name):
             setattr(args, name, value)
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except CLIError as exc:
-        return _fail(str(exc), exc.exit_code)
-    except StoreUnavailableError as exc:
-        return _fail(_unavailable(args, exc), EXIT_UNAVAILABLE)
-    except SessionNotFoundError as exc:
-        return _fail(str(exc), EXIT_NOT_FOUND)
-    except EmbeddedServerError as exc:
-        return _fail(str(exc), EXIT_ERROR)
-    except (InvalidSessionInputError, ConfigurationError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except MongoDBSessionError as exc:
-        return _fail(str(exc), EXIT_ERROR)
-    except OSError as exc:
-        return _fail(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
-    except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = argparse.ArgumentParser(
-        prog=_PROG,
+        prog=PROG,
         parents=[common],
         description="MongoDB as the memory of Strands Agents: demo, sessions, metrics, a local server.",
         epilog="exit codes: 0 ok, 1 error, 2 bad usage or connection string, 3 MongoDB unreachable, "
@@ -213,36 +169,58 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _sessions(name: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        from . import _cli_sessions
+        from . import sessions
 
-        command: Handler = getattr(_cli_sessions, name)
+        command: Handler = getattr(sessions, name)
         return command(args)
 
     return handler
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from ._cli_metrics import metrics
+    from .metrics import metrics
 
     return metrics(args)
 
 
 def _serve_db(args: argparse.Namespace) -> int:
-    from ._cli_serve import serve_db
+    from .serve import serve_db
 
     return serve_db(args)
 
 
-# --- errors -------------------------------------------------------------------------------------
+# --- option types ---------------------------------------------------------------------------------
 
 
-def _fail(message: str, exit_code: int) -> int:
-    line = " ".join(redact_uri(message).split())
-    sys.stderr.write(f"{_PROG}: error: {line}\n")
-    return exit_code
+def parse_when(value: str) -> datetime:
+    """An ISO date or date-time (naive means UTC), for argparse ``type=``."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date or date-time: {value!r} (e.g. 2025-01-31 or 2025-01-31T12:00:00Z)"
+        ) from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
-def _unavailable(args: argparse.Namespace, exc: StoreUnavailableError) -> str:
-    detail = str(exc).split(", Topology Description")[0]
-    uri = args.uri or os.environ.get("MONGODB_URI") or "(no URI)"
-    return f"cannot reach MongoDB at {redact_uri(uri)}: {detail}"
+def parse_key_value(value: str) -> tuple[str, str]:
+    """``key=value`` for ``--meta``, for argparse ``type=``."""
+    key, sep, rest = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {value!r}")
+    try:
+        validate_metadata_filter({key: rest})  # the same rule as every other metadata filter
+    except InvalidSessionInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return key, rest
+
+
+def parse_positive(value: str) -> int:
+    """A non-negative int, for argparse ``type=``."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {value!r}")
+    return number

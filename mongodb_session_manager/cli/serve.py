@@ -8,8 +8,10 @@ import sys
 import threading
 from types import FrameType
 
-from ._cli_common import EXIT_ERROR, CLIError
-from .embedded import EmbeddedServer
+from ..embedded import EmbeddedServer
+from ._common import EXIT_ERROR, CLIError
+
+__all__ = ["serve_db"]
 
 _POLL_SECONDS = 0.5
 

@@ -20,8 +20,13 @@ from uuid import uuid4
 from strands import Agent, tool
 from strands.models import Model
 
-from ._cli_common import EXIT_ERROR, CLIError, connect
-from ._cli_output import (
+from .._redact import redact_uri
+from ..embedded import local_mongodb
+from ..errors import MongoDBSessionError
+from ..manager import MongoDBSessionManager
+from ..testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
+from ._common import EXIT_ERROR, CLIError, connect
+from ._output import (
     describe_block,
     make_console,
     render_conversation,
@@ -29,15 +34,12 @@ from ._cli_output import (
     turn_rows,
     turns_table,
 )
-from ._cli_sessions import conversation
-from ._redact import redact_uri
-from .embedded import local_mongodb
-from .errors import MongoDBSessionError
-from .manager import MongoDBSessionManager
-from .testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
+from .sessions import conversation
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+__all__ = ["AGENT_ID", "CHUNK_DELAY", "PROMPTS", "SYSTEM_PROMPT", "get_weather", "run_demo", "scripted_model"]
 
 AGENT_ID = "demo"
 PROMPTS = (

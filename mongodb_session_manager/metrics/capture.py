@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from strands.types.content import Message
 
-from .schema import utcnow
+from ..schema import utcnow
 
 if TYPE_CHECKING:
     from strands import Agent
+
+__all__ = ["USAGE_FIELDS", "TurnStatus", "TurnTracker", "has_tool_use", "message_text"]
 
 TurnStatus = Literal["completed", "failed", "cancelled", "interrupted"]
 
@@ -27,6 +29,7 @@ USAGE_FIELDS = ("inputTokens", "outputTokens", "totalTokens", "cacheReadInputTok
 
 
 def has_tool_use(message: Message) -> bool:
+    """Whether a message asks for a tool (then the turn goes on after it)."""
     return any("toolUse" in block for block in message.get("content", []))
 
 

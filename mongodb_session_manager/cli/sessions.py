@@ -10,8 +10,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from . import schema
-from ._cli_common import (
+from .. import schema
+from .._driver_errors import DuplicateKey, translate_driver_errors
+from .._validation import validate_session_id
+from ..repository import MongoDBSessionRepository
+from ._common import (
     EXIT_CONFLICT,
     EXIT_ERROR,
     EXIT_NOT_FOUND,
@@ -19,7 +22,7 @@ from ._cli_common import (
     CLIError,
     open_repository,
 )
-from ._cli_output import (
+from ._output import (
     make_console,
     plain,
     print_json,
@@ -29,10 +32,18 @@ from ._cli_output import (
     turn_rows,
     turns_table,
 )
-from ._cli_transfer import read_export, write_export
-from ._driver_errors import DuplicateKey, translate_driver_errors
-from ._validation import validate_session_id
-from .repository import MongoDBSessionRepository
+from .transfer import read_export, write_export
+
+__all__ = [
+    "PROGRESS_MIN_MESSAGES",
+    "conversation",
+    "delete_session",
+    "export_session",
+    "find_session",
+    "import_session",
+    "list_sessions",
+    "show_session",
+]
 
 Document = dict[str, Any]
 

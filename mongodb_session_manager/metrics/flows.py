@@ -1,8 +1,8 @@
 """Each metrics query written once, as a flow both shells drive.
 
 A flow is a generator: it yields the :class:`Aggregate` steps it needs (pure pipelines from
-:mod:`._metrics_pipelines`), receives each step's documents, and returns a typed result. The
-sync and async shells in :mod:`.metrics_query` only run the aggregations.
+:mod:`.pipelines`), receives each step's documents, and returns a typed result. The
+sync and async shells in :mod:`.query` only run the aggregations.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from . import _metrics_pipelines as pipelines
-from ._metrics_models import (
+from .._validation import validate_session_id
+from ..errors import InvalidSessionInputError, SessionNotFoundError
+from . import pipelines
+from .models import (
     MetricsFilter,
     MetricsGroup,
     MetricsTotals,
@@ -24,9 +26,25 @@ from ._metrics_models import (
     TurnMetrics,
     _utc,
 )
-from ._metrics_pipelines import GroupBy, RankBy
-from ._validation import validate_session_id
-from .errors import InvalidSessionInputError, SessionNotFoundError
+from .pipelines import GroupBy, RankBy
+
+__all__ = [
+    "MAX_PAGE",
+    "MAX_PREQUERIED_SESSIONS",
+    "Aggregate",
+    "Document",
+    "Flow",
+    "group_flow",
+    "narrow_by_metadata",
+    "parse_group",
+    "parse_rank",
+    "parse_tool",
+    "parse_turn",
+    "session_metrics_flow",
+    "summary_flow",
+    "tool_usage_flow",
+    "top_sessions_flow",
+]
 
 MAX_PAGE = 1000
 MAX_PREQUERIED_SESSIONS = 10_000
@@ -92,7 +110,7 @@ def parse_turn(document: Mapping[str, Any]) -> TurnMetrics:
 
 
 def parse_group(document: Mapping[str, Any] | None, *, key: str | datetime | None = None) -> MetricsGroup:
-    """A ``$group`` row of :func:`._metrics_pipelines._aggregates` (None: no turns matched)."""
+    """A ``$group`` row of :func:`.pipelines._aggregates` (None: no turns matched)."""
     if document is None:
         return MetricsGroup(key=key)
     key = document.get("_id", key)

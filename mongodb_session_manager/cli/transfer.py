@@ -20,8 +20,10 @@ from typing import IO, Any
 from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS, JSONOptions
 
-from ._cli_common import EXIT_USAGE, CLIError
-from .schema import utcnow
+from ..schema import utcnow
+from ._common import EXIT_USAGE, CLIError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "read_export", "write_export"]
 
 FORMAT = "mongodb-session-manager/export"
 FORMAT_VERSION = 1

@@ -17,7 +17,7 @@ sessions it selects (:func:`metadata_sessions_pipeline`) and matches turn record
 on them; when too many sessions match, the pipeline joins the sessions with ``$lookup`` instead
 (``localField: session_id`` -> ``_id``, one ``_id`` lookup per turn record already narrowed by
 time, agent and model). Both work on SecantusDB and MongoDB (5.0+ ``$lookup`` syntax); the
-measured choice is in :func:`._metrics_flows.narrow_by_metadata`.
+measured choice is in :func:`.flows.narrow_by_metadata`.
 
 Percentiles use ``$percentile`` with ``method: "approximate"`` (MongoDB 7.0+). MongoDB computes it
 with a t-digest, so on large inputs it may differ slightly from the exact value; SecantusDB
@@ -28,12 +28,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from .errors import InvalidSessionInputError
+from .._validation import validate_metadata_filter
+from ..errors import InvalidSessionInputError
+from .models import MetricsFilter
 
-if TYPE_CHECKING:
-    from ._metrics_models import MetricsFilter
+__all__ = [
+    "LATENCY_PERCENTILES",
+    "TTFB_PERCENTILES",
+    "TURN_INDEX",
+    "GroupBy",
+    "RankBy",
+    "filter_stages",
+    "group_key",
+    "group_pipeline",
+    "metadata_sessions_pipeline",
+    "rank_field",
+    "session_totals_pipeline",
+    "session_turns_pipeline",
+    "summary_pipeline",
+    "tool_usage_pipeline",
+    "top_sessions_pipeline",
+    "turn_hint",
+    "turn_match",
+]
 
 GroupBy = Literal["day", "hour", "model", "agent"]
 RankBy = Literal["tokens", "latency"]
@@ -50,29 +69,6 @@ _GROUP_KEYS: dict[str, Any] = {
     "model": _M + "model_id",
     "agent": "$agent_id",
 }
-
-
-def check_metadata(metadata: Mapping[str, Any]) -> None:
-    """Refuse operator keys anywhere in a metadata filter: it is equality only."""
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not key or key.startswith("$"):
-            raise InvalidSessionInputError(
-                f"metadata filter keys must be non-empty and not start with '$': {key!r}"
-            )
-        _check_value(key, value)
-
-
-def _check_value(key: str, value: Any) -> None:
-    if isinstance(value, Mapping):
-        for inner_key, inner in value.items():
-            if not isinstance(inner_key, str) or inner_key.startswith("$"):
-                raise InvalidSessionInputError(
-                    f"metadata filter value for {key!r} contains the operator key {inner_key!r}"
-                )
-            _check_value(key, inner)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _check_value(key, item)
 
 
 def turn_match(metrics_filter: MetricsFilter | None) -> dict[str, Any]:
@@ -105,8 +101,11 @@ def turn_hint(metrics_filter: MetricsFilter | None) -> str | None:
 
 def metadata_sessions_pipeline(metadata: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
     """The ids of (at most ``limit``) sessions whose metadata equals ``metadata`` key by key."""
-    check_metadata(metadata)
-    return [{"$match": _metadata_match(metadata)}, {"$project": {"_id": 1}}, {"$limit": limit}]
+    return [
+        {"$match": _metadata_match(validate_metadata_filter(metadata))},
+        {"$project": {"_id": 1}},
+        {"$limit": limit},
+    ]
 
 
 def _metadata_match(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,8 +117,7 @@ def filter_stages(metrics_filter: MetricsFilter | None, *, sessions_collection: 
     stages: list[dict[str, Any]] = [{"$match": turn_match(metrics_filter)}]
     if metrics_filter is None or not metrics_filter.metadata:
         return stages
-    check_metadata(metrics_filter.metadata)
-    wanted = _metadata_match(metrics_filter.metadata)
+    wanted = _metadata_match(validate_metadata_filter(metrics_filter.metadata))
     stages.append(
         {
             "$lookup": {

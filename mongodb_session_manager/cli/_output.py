@@ -17,12 +17,29 @@ from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 
-from ._cli_common import CLIError
+from ._common import CLIError
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
+
+__all__ = [
+    "RICH_HINT",
+    "TOTAL_FIELDS",
+    "TURN_COLUMNS",
+    "describe_block",
+    "make_console",
+    "message_text_block",
+    "plain",
+    "print_csv",
+    "print_json",
+    "render_conversation",
+    "table",
+    "totals_table",
+    "turn_rows",
+    "turns_table",
+]
 
 RICH_HINT = "pip install 'mongodb-session-manager[cli]'"
 _ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green"}

@@ -1,6 +1,6 @@
 """Typed results of the metrics queries, and the filter that selects turns.
 
-Results are frozen pydantic models built from aggregation rows by :mod:`._metrics_flows`.
+Results are frozen pydantic models built from aggregation rows by :mod:`.flows`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,21 @@ from typing import Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ._metrics_pipelines import check_metadata
-from ._validation import validate_agent_id, validate_session_id
-from .errors import InvalidSessionInputError
-from .metrics import TurnStatus
+from .._validation import validate_agent_id, validate_metadata_filter, validate_session_id
+from ..errors import InvalidSessionInputError
+from .capture import TurnStatus
+
+__all__ = [
+    "MetricsFilter",
+    "MetricsGroup",
+    "MetricsTotals",
+    "SessionMetrics",
+    "SessionRank",
+    "ToolStats",
+    "ToolUsage",
+    "TurnError",
+    "TurnMetrics",
+]
 
 
 @overload
@@ -184,16 +195,14 @@ class MetricsFilter(BaseModel):
             if isinstance(session_ids, str):
                 raise InvalidSessionInputError("session_ids must be a list of ids, not one str")
             session_ids = tuple(validate_session_id(session_id) for session_id in session_ids)
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise InvalidSessionInputError(f"metadata must be a dict, got {type(metadata).__name__}")
-        check_metadata(metadata or {})
+        metadata = validate_metadata_filter(metadata)
         super().__init__(
             since=since,
             until=until,
             agent_id=agent_id,
             model_id=model_id,
             session_ids=session_ids,
-            metadata=dict(metadata or {}),
+            metadata=metadata,
         )
         if self.since is not None and self.until is not None and self.since > self.until:
             raise InvalidSessionInputError(f"since ({self.since}) is after until ({self.until})")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._cli_common import open_repository
-from ._cli_output import make_console, print_csv, print_json, table
-from .metrics_query import MetricsFilter, MetricsGroup, MetricsQuery
+from ..metrics import MetricsFilter, MetricsGroup, MetricsQuery
+from ._common import open_repository
+from ._output import make_console, print_csv, print_json, table
+
+__all__ = ["COLUMNS", "metrics"]
 
 COLUMNS = tuple(MetricsGroup.model_fields)
 _TABLE_COLUMNS = {
