@@ -38,11 +38,13 @@ class Size:
     sessions: int  # concurrent sessions (B6)
     turns_per_session: int  # sequential turns in each of them (B6)
     metric_turns: int  # stored turn records (B7)
+    memory_turns: int  # measured turns of one long-lived agent (B8)
+    memory_warmup: int  # its warm-up turns, before the first heap reading (B8)
 
 
 SIZES = {
-    "tiny": Size("tiny", 2, 3, 2, (100, 300, 1_000), 10, 10, 1, 1_000),
-    "default": Size("default", 5, 30, 20, (100, 1_000, 10_000), 50, 100, 3, 100_000),
+    "tiny": Size("tiny", 2, 3, 2, (100, 300, 1_000), 10, 10, 1, 1_000, 30, 10),
+    "default": Size("default", 5, 30, 20, (100, 1_000, 10_000), 50, 100, 3, 100_000, 1_500, 50),
 }
 
 

@@ -28,6 +28,7 @@ from . import (
     b5_loop_lag,
     b6_throughput,
     b7_metrics_query,
+    b8_memory,
 )
 from ._common import SIZES, Context, Result, counted_client
 from ._environment import describe
@@ -41,6 +42,7 @@ MEASURES: dict[str, Callable[[Context], Result]] = {
     "B5": b5_loop_lag.run,
     "B6": b6_throughput.run,
     "B7": b7_metrics_query.run,
+    "B8": b8_memory.run,
 }
 HERE = Path(__file__).parent
 
