@@ -87,7 +87,7 @@ def run(ctx: Context) -> Result:
         "(gc.collect() first); the scripted model's own call log is cleared after every turn"
     )
     result.notes.append(
-        "records held = len(manager._held_records[agent_id]) after the turns (0 when the attribute is gone)"
+        "records held after the turns: Strands' _held_records, this package's slot records"
     )
     result.notes.append(
         "turn time under tracemalloc: "
@@ -157,7 +157,10 @@ def _traced_now() -> int:
 
 def _held(manager: SessionManager | None) -> int:
     """How many message records the manager keeps for the agent (0 once it keeps none at all)."""
-    held: dict[str, list[Any]] = getattr(manager, "_held_records", None) or {}
+    slots = getattr(manager, "_slots", None)  # this package: the records still in agent.messages
+    if slots is not None:
+        return len(slots[AGENT_ID].records)
+    held: dict[str, list[Any]] = getattr(manager, "_held_records", None) or {}  # Strands' managers
     return len(held.get(AGENT_ID, []))
 
 
