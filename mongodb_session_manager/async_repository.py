@@ -88,7 +88,8 @@ class AsyncMongoDBSessionRepository:
         """The client; one made from ``connection_string`` is created here, on first use."""
         if self._client is None:
             options = {"driver": DRIVER_INFO, **self._client_options}
-            self._client = AsyncMongoClient[Document](self._connection_string, **options)
+            with translate_driver_errors("create client"):  # a malformed URI or an unknown option
+                self._client = AsyncMongoClient[Document](self._connection_string, **options)
         return self._client
 
     @property

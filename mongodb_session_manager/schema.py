@@ -239,7 +239,7 @@ def session_update(
     update: dict[str, Any] = {"$set": agent_state_set(agent, now) if agent else {"updated_at": now}}
     if totals:
         if agent_id is None:
-            raise ValueError("totals need the agent_id they belong to")
+            raise InvalidSessionInputError("totals need the agent_id they belong to")
         increments: dict[str, int | float] = {}
         for name, value in totals.items():
             increments[f"totals.{name}"] = value
