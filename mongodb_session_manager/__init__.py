@@ -1,5 +1,6 @@
 """MongoDB as the memory of Strands Agents: sessions, streaming and per-turn metrics."""
 
+from ._version import package_version as _package_version
 from .async_repository import AsyncMongoDBSessionRepository
 from .errors import (
     ConcurrentWriteError,
@@ -36,6 +37,8 @@ from .metrics_query import (
 from .pool import MongoDBConnectionPool
 from .repository import MongoDBSessionRepository
 from .streaming import stream_sse, stream_text
+
+__version__ = _package_version()
 
 __all__ = [
     "AsyncMetricsQuery",

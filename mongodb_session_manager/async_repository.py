@@ -42,6 +42,8 @@ from .pool import DRIVER_INFO, check_client_arguments
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
 
+__all__ = ["AsyncMongoDBSessionRepository"]
+
 logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]

@@ -39,6 +39,8 @@ from .errors import (
     StoreUnavailableError,
 )
 
+__all__ = ["build_parser", "main"]
+
 Handler = Callable[[argparse.Namespace], int]
 
 _PROG = "mongodb-session-manager"

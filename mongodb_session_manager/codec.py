@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 
 from .errors import InvalidSessionInputError
 
+__all__ = ["from_bson_datetime", "to_bson_datetime"]
+
 
 def to_bson_datetime(value: str | datetime | None) -> datetime:
     """An ISO string or datetime as an aware UTC datetime (now, if missing).

@@ -39,6 +39,8 @@ from .testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
 if TYPE_CHECKING:
     from rich.console import Console
 
+__all__ = ["run_demo", "scripted_model"]
+
 AGENT_ID = "demo"
 PROMPTS = (
     "Hi! What are you?",

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
     from strands.types.agent import LocalAgent
 
+__all__ = ["MongoDBSessionManager", "create_mongodb_session_manager", "normalise_message"]
+
 logger = logging.getLogger(__name__)
 
 SyncMarker = dict[str, Any]

@@ -21,6 +21,8 @@ from .schema import utcnow
 if TYPE_CHECKING:
     from strands import Agent
 
+__all__ = ["USAGE_FIELDS", "TurnStatus", "TurnTracker", "has_tool_use", "message_text"]
+
 TurnStatus = Literal["completed", "failed", "cancelled", "interrupted"]
 
 USAGE_FIELDS = ("inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens")

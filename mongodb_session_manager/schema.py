@@ -33,6 +33,44 @@ from ._validation import validate_agent_id
 from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
 
+__all__ = [
+    "DEFAULT_COLLECTION_NAME",
+    "DEFAULT_DATABASE_NAME",
+    "MAX_PAGE_SIZE",
+    "MESSAGE_INDEXES",
+    "MESSAGE_SORT",
+    "SCHEMA_VERSION",
+    "SESSION_INDEXES",
+    "SESSION_LIST_SORT",
+    "CollectionNames",
+    "IndexSpec",
+    "agent_document",
+    "agent_from_document",
+    "agent_in_session",
+    "agent_path",
+    "agent_state_set",
+    "allocate_message_id_update",
+    "create_agent_filter",
+    "create_agent_update",
+    "create_session_update",
+    "index_models",
+    "message_document",
+    "message_filter",
+    "message_from_document",
+    "message_window_filter",
+    "multi_agent_path",
+    "multi_agent_update",
+    "page",
+    "session_document",
+    "session_from_document",
+    "session_list_filter",
+    "session_summary",
+    "session_update",
+    "turn_record_update",
+    "update_message_update",
+    "utcnow",
+]
+
 SCHEMA_VERSION = 1
 DEFAULT_COLLECTION_NAME = "sessions"
 DEFAULT_DATABASE_NAME = "strands_sessions"
