@@ -31,6 +31,7 @@ from strands import Agent
 from strands.types.content import Messages
 
 from mongodb_session_manager import (
+    AsyncMetricsQuery,
     AsyncMongoDBSessionRepository,
     MongoDBSessionManager,
     stream_sse,
@@ -123,7 +124,7 @@ def create_app(
     async def session_metrics(session_id: str, skip: int = 0, limit: int = 50) -> dict[str, Any]:
         """Per-turn metrics (tokens, latency, tools) and the session's running totals."""
         repository: AsyncMongoDBSessionRepository = app.state.repository
-        metrics = await repository.get_session_metrics(session_id, skip=skip, limit=limit)
+        metrics = await AsyncMetricsQuery(repository).session_metrics(session_id, skip=skip, limit=limit)
         dumped: dict[str, Any] = metrics.model_dump(mode="json")
         return dumped
 

@@ -1,13 +1,17 @@
 """MongoDB as the memory of Strands Agents: sessions, streaming and per-turn metrics."""
 
+from ._version import package_version as _package_version
 from .async_repository import AsyncMongoDBSessionRepository
 from .errors import (
     ConcurrentWriteError,
     ConfigurationError,
+    EmbeddedServerError,
     FactoryNotInitializedError,
     InvalidSessionInputError,
     MessageTooLargeError,
     MongoDBSessionError,
+    SessionBusyError,
+    SessionDecryptionError,
     SessionNotFoundError,
     StoreUnavailableError,
 )
@@ -34,11 +38,14 @@ from .pool import MongoDBConnectionPool
 from .repository import MongoDBSessionRepository
 from .streaming import stream_sse, stream_text
 
+__version__ = _package_version()
+
 __all__ = [
     "AsyncMetricsQuery",
     "AsyncMongoDBSessionRepository",
     "ConcurrentWriteError",
     "ConfigurationError",
+    "EmbeddedServerError",
     "FactoryNotInitializedError",
     "InvalidSessionInputError",
     "MessageTooLargeError",
@@ -51,6 +58,8 @@ __all__ = [
     "MongoDBSessionManager",
     "MongoDBSessionManagerFactory",
     "MongoDBSessionRepository",
+    "SessionBusyError",
+    "SessionDecryptionError",
     "SessionMetrics",
     "SessionNotFoundError",
     "SessionRank",

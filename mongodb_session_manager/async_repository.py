@@ -245,14 +245,6 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """Persist agent state, a turn's totals and its metrics record, in one round trip."""
         await self._drive(self._write_session_update(session_id, agent, totals, agent_id, turn_record))
 
-    # --- metrics ----------------------------------------------------------------------------
-
-    async def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> Any:
-        """A page of the session's turns with their totals (``AsyncMetricsQuery.session_metrics``)."""
-        from .metrics.query import AsyncMetricsQuery  # the metrics layer sits above storage
-
-        return await AsyncMetricsQuery(self).session_metrics(session_id, skip=skip, limit=limit)
-
     # --- multi-agent ------------------------------------------------------------------------
 
     async def create_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:

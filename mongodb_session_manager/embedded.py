@@ -30,7 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from .errors import ConfigurationError
+from ._driver_errors import translate_driver_errors
+from .errors import EmbeddedServerError, InvalidSessionInputError, MongoDBSessionError
 from .pool import MongoDBConnectionPool
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,6 @@ _TAIL_LINES = 40
 _STOP_TIMEOUT = 5.0
 _PR_SET_PDEATHSIG = 1
 _INSTALL_HINT = "pip install 'mongodb-session-manager[embedded]'"
-
-
-class EmbeddedServerError(ConfigurationError, RuntimeError):
-    """The embedded server could not be found, started or reached."""
 
 
 class EmbeddedServer:
@@ -72,10 +69,14 @@ class EmbeddedServer:
         startup_timeout: float = 30.0,
         command: Sequence[str] | None = None,
     ) -> None:
-        if startup_timeout <= 0:
-            raise ValueError("startup_timeout must be positive")
-        if not 0 <= port <= 65535:
-            raise ValueError("port must be between 0 (any free port) and 65535")
+        if (
+            not isinstance(startup_timeout, (int, float))
+            or isinstance(startup_timeout, bool)
+            or startup_timeout <= 0
+        ):
+            raise InvalidSessionInputError("startup_timeout must be positive")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidSessionInputError("port must be between 0 (any free port) and 65535")
         self._storage_path = _MEMORY if storage_path is None else str(storage_path)
         self._host = host
         self._requested_port = port
@@ -331,16 +332,16 @@ def _parent_death_signal() -> Callable[[], None] | None:
 def _ping(uri: str, *, timeout: float) -> str | None:
     """Run ``ping`` once; None on success, else a short reason."""
     import pymongo  # a base dependency; imported here to keep module import cheap
-    from pymongo.errors import PyMongoError
 
     timeout_ms = max(100, int(timeout * 1000))
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
         uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
     )
     try:
-        client.admin.command("ping")
-    except PyMongoError as exc:
-        return f"{type(exc).__name__}: {exc}"
+        with translate_driver_errors("ping"):
+            client.admin.command("ping")
+    except MongoDBSessionError as exc:
+        return str(exc)
     finally:
         client.close()
     return None

@@ -3,14 +3,17 @@
 The tree is shaped by what a caller does next::
 
     SessionException                      (strands; catch-all for session storage)
-    └── MongoDBSessionError               root of this package
+    └── MongoDBSessionError               root of this package: anything else went wrong
         ├── StoreUnavailableError         server unreachable or timed out: retry later
-        ├── SessionNotFoundError          the session (or agent) does not exist
+        ├── SessionBusyError              another writer holds the session: retry later (HTTP 409)
+        ├── SessionNotFoundError          the session (or agent) does not exist (also a LookupError)
+        ├── SessionDecryptionError        the session's encryption key is gone: its content is lost
         ├── InvalidSessionInputError      bad ids or arguments (also a ValueError): fix the call
-        ├── MessageTooLargeError          a message cannot be stored in one document
+        ├── MessageTooLargeError          a message cannot be stored in one document (also a ValueError)
         ├── ConcurrentWriteError          could not find a free message id after bounded retries
-        └── ConfigurationError            wrong set-up, e.g. the global factory is not initialised
-            └── FactoryNotInitializedError
+        └── ConfigurationError            wrong set-up: fix the code or the deployment
+            ├── FactoryNotInitializedError   the global factory is not initialised (also a RuntimeError)
+            └── EmbeddedServerError          the embedded server cannot start (also a RuntimeError)
 
 Driver errors are translated into these at one edge (``_driver_errors``); nothing above the
 repositories needs to import ``pymongo.errors``.
@@ -23,10 +26,13 @@ from strands.types.exceptions import SessionException
 __all__ = [
     "ConcurrentWriteError",
     "ConfigurationError",
+    "EmbeddedServerError",
     "FactoryNotInitializedError",
     "InvalidSessionInputError",
     "MessageTooLargeError",
     "MongoDBSessionError",
+    "SessionBusyError",
+    "SessionDecryptionError",
     "SessionNotFoundError",
     "StoreUnavailableError",
 ]
@@ -40,8 +46,16 @@ class StoreUnavailableError(MongoDBSessionError):
     """MongoDB could not be reached (or answered too late); the operation may be retried."""
 
 
+class SessionBusyError(MongoDBSessionError):
+    """Another writer is working on this session right now; retry once its turn is over."""
+
+
 class SessionNotFoundError(MongoDBSessionError, LookupError):
     """The requested session or agent does not exist."""
+
+
+class SessionDecryptionError(MongoDBSessionError):
+    """The session's data cannot be decrypted: its encryption key was deleted (or never existed)."""
 
 
 class InvalidSessionInputError(MongoDBSessionError, ValueError):
@@ -62,3 +76,7 @@ class ConfigurationError(MongoDBSessionError):
 
 class FactoryNotInitializedError(ConfigurationError, RuntimeError):
     """``get_global_factory()`` was called before ``initialize_global_factory()``."""
+
+
+class EmbeddedServerError(ConfigurationError, RuntimeError):
+    """The embedded server could not be found, started or reached."""

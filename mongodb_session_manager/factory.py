@@ -20,6 +20,13 @@ from .manager import MongoDBSessionManager
 from .pool import new_client
 from .repository import MongoDBSessionRepository
 
+__all__ = [
+    "MongoDBSessionManagerFactory",
+    "close_global_factory",
+    "get_global_factory",
+    "initialize_global_factory",
+]
+
 logger = logging.getLogger(__name__)
 
 

@@ -47,7 +47,7 @@ from ._io import Lane, on_loop_thread
 from ._plans import MessageWrite, NewAgent, SessionSnapshot, SessionWrite
 from ._validation import validate_agent_id, validate_session_id
 from .errors import ConfigurationError, InvalidSessionInputError, MongoDBSessionError
-from .metrics import TurnStatus, TurnTracker, has_tool_use, message_text
+from .metrics.capture import TurnStatus, TurnTracker, has_tool_use, message_text
 from .repository import MongoDBSessionRepository
 
 if TYPE_CHECKING:

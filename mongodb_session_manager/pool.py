@@ -12,7 +12,6 @@ import atexit
 import logging
 import os
 import threading
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 from pymongo import MongoClient
@@ -20,17 +19,13 @@ from pymongo.driver_info import DriverInfo
 
 from ._driver_errors import translate_driver_errors
 from ._redact import redact_uri
+from ._version import package_version as _package_version
+
+__all__ = ["DRIVER_INFO", "MongoDBConnectionPool", "new_client"]
 
 logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
-
-
-def _package_version() -> str:
-    try:
-        return version("mongodb-session-manager")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
 
 
 DRIVER_INFO = DriverInfo(name="mongodb-session-manager", version=_package_version())

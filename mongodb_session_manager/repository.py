@@ -237,14 +237,6 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """Persist agent state, a turn's totals and its metrics record, in one round trip."""
         self._drive(self._write_session_update(session_id, agent, totals, agent_id, turn_record))
 
-    # --- metrics ----------------------------------------------------------------------------
-
-    def get_session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> Any:
-        """A session's totals, per-agent totals and one page of its turns (see ``MetricsQuery``)."""
-        from .metrics.query import MetricsQuery  # the metrics layer sits above storage
-
-        return MetricsQuery(self).session_metrics(session_id, skip=skip, limit=limit)
-
     # --- multi-agent ------------------------------------------------------------------------
 
     def create_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, **kwargs: Any) -> None:

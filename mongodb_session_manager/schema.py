@@ -33,6 +33,48 @@ from ._validation import validate_agent_id, validate_metadata_filter
 from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
 
+__all__ = [
+    "CollectionNames",
+    "DEFAULT_COLLECTION_NAME",
+    "DEFAULT_DATABASE_NAME",
+    "IndexSpec",
+    "MAX_PAGE_SIZE",
+    "MESSAGE_INDEXES",
+    "MESSAGE_SORT",
+    "RESUME_WINDOW_FIELD",
+    "SCHEMA_VERSION",
+    "SESSION_INDEXES",
+    "SESSION_LIST_SORT",
+    "agent_document",
+    "agent_entry",
+    "agent_from_document",
+    "agent_in_session",
+    "agent_path",
+    "agent_state",
+    "allocate_message_id_update",
+    "create_agent_filter",
+    "create_agent_update",
+    "create_session_update",
+    "index_models",
+    "message_document",
+    "message_filter",
+    "message_from_document",
+    "message_window_filter",
+    "multi_agent_path",
+    "multi_agent_update",
+    "page",
+    "removed_message_count",
+    "resume_pipeline",
+    "session_document",
+    "session_from_document",
+    "session_list_filter",
+    "session_summary",
+    "session_update",
+    "turn_record_update",
+    "update_message_update",
+    "utcnow",
+]
+
 SCHEMA_VERSION = 1
 DEFAULT_COLLECTION_NAME = "sessions"
 DEFAULT_DATABASE_NAME = "strands_sessions"

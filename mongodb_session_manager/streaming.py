@@ -24,7 +24,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ._redact import redact_uri
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidSessionInputError
 
 if TYPE_CHECKING:
     from strands import Agent
@@ -217,9 +217,11 @@ class _Buffer:
 
     def __init__(self, chunks: int | None, milliseconds: float | None) -> None:
         if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int) or chunks < 1):
-            raise ValueError(f"buffer_chunks must be a positive int, got {chunks!r}")
-        if milliseconds is not None and milliseconds < 0:
-            raise ValueError(f"buffer_ms must be >= 0, got {milliseconds!r}")
+            raise InvalidSessionInputError(f"buffer_chunks must be a positive int, got {chunks!r}")
+        if milliseconds is not None and (
+            isinstance(milliseconds, bool) or not isinstance(milliseconds, (int, float)) or milliseconds < 0
+        ):
+            raise InvalidSessionInputError(f"buffer_ms must be a number >= 0, got {milliseconds!r}")
         self._chunks = chunks
         self._seconds = None if milliseconds is None else milliseconds / 1000
         self._pending: list[str] = []

@@ -37,6 +37,8 @@ from strands.types.event_loop import Metrics, Usage
 from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolSpec
 
+from .errors import InvalidSessionInputError
+
 if TYPE_CHECKING:
     from strands.types.content import SystemContentBlock
 
@@ -140,8 +142,8 @@ class ScriptedModel(Model):
         chunk_delay: float = 0.0,
         loop: bool = False,
     ) -> None:
-        if chunk_delay < 0:
-            raise ValueError("chunk_delay must be >= 0")
+        if isinstance(chunk_delay, bool) or not isinstance(chunk_delay, (int, float)) or chunk_delay < 0:
+            raise InvalidSessionInputError(f"chunk_delay must be a number >= 0, got {chunk_delay!r}")
         self._responses = [_as_response(item) for item in responses]
         self._respond = respond
         self._chunk_delay = chunk_delay
