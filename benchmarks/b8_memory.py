@@ -86,9 +86,7 @@ def run(ctx: Context) -> Result:
         "spawned process; growth = tracemalloc current size after the turns - after the warm-up "
         "(gc.collect() first); the scripted model's own call log is cleared after every turn"
     )
-    result.notes.append(
-        "records held after the turns: Strands' _held_records, this package's slot records"
-    )
+    result.notes.append("records held after the turns: Strands' _held_records, this package's slot records")
     result.notes.append(
         "turn time under tracemalloc: "
         + ", ".join(f"{variant} {runs[variant].seconds * 1000 / turns:.1f} ms" for variant in VARIANTS)

@@ -34,10 +34,8 @@ from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
 
 __all__ = [
-    "CollectionNames",
     "DEFAULT_COLLECTION_NAME",
     "DEFAULT_DATABASE_NAME",
-    "IndexSpec",
     "MAX_PAGE_SIZE",
     "MESSAGE_INDEXES",
     "MESSAGE_SORT",
@@ -45,6 +43,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "SESSION_INDEXES",
     "SESSION_LIST_SORT",
+    "CollectionNames",
+    "IndexSpec",
     "agent_document",
     "agent_entry",
     "agent_from_document",

@@ -21,6 +21,7 @@ from strands.multiagent.base import MultiAgentBase
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import (
+    AsyncMetricsQuery,
     AsyncMongoDBSessionRepository,
     ConfigurationError,
     InvalidSessionInputError,
@@ -230,7 +231,7 @@ async def test_session_metrics_of_a_turn_stored_by_the_manager(
         chat = Agent(agent_id="assistant", model=model, session_manager=manager, callback_handler=None)
         await chat.invoke_async("Hi")
 
-    metrics = await repository.get_session_metrics("s1")
+    metrics = await AsyncMetricsQuery(repository).session_metrics("s1")
 
     assert metrics.totals.turns == 1
     assert metrics.totals.input_tokens == model.calls[0].usage["inputTokens"]

@@ -150,10 +150,11 @@ async def test_each_streamed_turn_records_exactly_its_own_usage(
         text = "".join([event["data"] async for event in agent.stream_async(prompt) if "data" in event])
         if guide_pattern:
             manager.append_message({"role": "assistant", "content": text}, agent)
-            manager.sync_agent(agent)
+            manager.sync_agent(agent)  # on the event loop: handed to the I/O thread, not waited for
+            await manager.flush()
         calls_per_turn.append(model.calls[first_call:])
 
-    metrics = repository.get_session_metrics("weather-chat")
+    metrics = MetricsQuery(repository).session_metrics("weather-chat")
 
     assert [observed_turn(turn) for turn in metrics.turns] == [expected_turn(c) for c in calls_per_turn]
     assert [turn.status for turn in metrics.turns] == ["completed"] * 3
@@ -184,7 +185,7 @@ async def test_a_turn_that_fails_mid_stream_is_recorded_as_failed(
     async for _ in agent.stream_async("Again please"):
         pass
 
-    metrics = repository.get_session_metrics("flaky")
+    metrics = MetricsQuery(repository).session_metrics("flaky")
     failed, completed = metrics.turns
     assert failed.status == "failed"
     assert failed.error is not None
@@ -206,7 +207,7 @@ def test_sync_call_records_a_turn(repository: MongoDBSessionRepository) -> None:
 
     agent("Hello")
 
-    (turn,) = repository.get_session_metrics("sync-call").turns
+    (turn,) = MetricsQuery(repository).session_metrics("sync-call").turns
     assert observed_turn(turn) == expected_turn(model.calls)
 
 
@@ -216,7 +217,7 @@ async def test_invoke_async_records_a_turn(repository: MongoDBSessionRepository)
 
     await agent.invoke_async("Weather in Paris?")
 
-    (turn,) = repository.get_session_metrics("invoke-async").turns
+    (turn,) = MetricsQuery(repository).session_metrics("invoke-async").turns
     assert observed_turn(turn) == expected_turn(model.calls)
     assert turn.cycles == 2
 

@@ -72,7 +72,8 @@ async def test_streamed_conversation_with_a_tool_is_stored_exactly_and_resumes(
     assert await stream(agent, "Thanks") == "You are welcome, goodbye."
     agent.state.set("favourite_city", "Paris")
     manager.sync_agent(agent)
-    manager.close()
+    manager.close()  # on the event loop: handed to the I/O thread, not waited for
+    await manager.flush()
 
     stored = stored_messages(client, database_name, "user-123")
     assert [doc["message_id"] for doc in stored] == list(range(len(agent.messages)))
@@ -90,6 +91,8 @@ async def test_streamed_conversation_with_a_tool_is_stored_exactly_and_resumes(
             session_manager=resumed_manager,
             callback_handler=None,
         )
+        assert resumed.messages == []  # built on the event loop: the restore waits for the first turn...
+        await resumed_manager.load(resumed)  # ...or for this
         assert comparable(resumed.messages) == comparable(agent.messages)
         assert resumed.state.get("favourite_city") == "Paris"
         assert await stream(resumed, "Remember me?") == "Welcome back."
@@ -112,9 +115,11 @@ async def test_the_guides_manual_append_pattern_stores_each_message_once(
         manager.append_message({"role": "user", "content": prompt}, agent)
         chunks = [event["data"] async for event in agent.stream_async(prompt) if "data" in event]
         manager.append_message({"role": "assistant", "content": "".join(chunks)}, agent)
-        manager.sync_agent(agent)
+        manager.sync_agent(agent)  # on the event loop: handed to the I/O thread, not waited for
+        await manager.flush()
         assert len(stored_messages(client, database_name, "manual")) == 2 * turn
     manager.close()
+    await manager.flush()
 
     stored = stored_messages(client, database_name, "manual")
     assert [(doc["role"], doc["message"]["content"]) for doc in stored] == [
@@ -152,7 +157,8 @@ async def test_a_reply_the_agent_never_produced_is_kept_and_joins_the_conversati
     with pytest.raises(ScriptedModelError):
         await consume()
     manager.append_message({"role": "assistant", "content": "".join(chunks) + "\n[Error]"}, agent)
-    manager.sync_agent(agent)
+    manager.sync_agent(agent)  # on the event loop: handed to the I/O thread, not waited for
+    await manager.flush()
 
     stored = stored_messages(client, database_name, "partial")
     assert [doc["role"] for doc in stored] == ["user", "assistant"]
@@ -210,14 +216,16 @@ async def test_images_are_stored_as_binary_and_come_back_byte_exact(
     assert stored[0]["message"]["content"][1]["image"]["source"]["bytes"] == images[0]
 
     with pymongo.MongoClient(mongodb_uri) as fresh_client:
+        resumed_manager = MongoDBSessionManager(
+            session_id="gallery", client=fresh_client, database_name=database_name
+        )
         resumed = Agent(
             agent_id="assistant",
             model=ScriptedModel(["Still here."]),
-            session_manager=MongoDBSessionManager(
-                session_id="gallery", client=fresh_client, database_name=database_name
-            ),
+            session_manager=resumed_manager,
             callback_handler=None,
         )
+        await resumed_manager.load(resumed)  # built on the event loop: the restore is deferred
         restored = [
             m["content"][1]["image"]["source"]["bytes"] for m in resumed.messages if m["role"] == "user"
         ]
@@ -228,10 +236,15 @@ def test_the_guides_repository_gives_the_sessions_collection(mongodb_uri: str, d
     manager = create_mongodb_session_manager(
         session_id="repo", connection_string=mongodb_uri, database_name=database_name
     )
-    Agent(agent_id="assistant", model=ScriptedModel([]), session_manager=manager, callback_handler=None)
+    agent = Agent(
+        agent_id="assistant", model=ScriptedModel([]), session_manager=manager, callback_handler=None
+    )
     repo = MongoDBSessionRepository(
         connection_string=mongodb_uri, database_name=database_name, collection_name="sessions"
     )
+    assert repo.collection.find_one({"_id": "repo"}) is None  # construction writes nothing...
+    manager.append_message({"role": "user", "content": [{"text": "Hello"}]}, agent)
+    manager.sync_agent(agent)  # ...the session document comes with the agent's first stored message
     document = repo.collection.find_one({"_id": "repo"})
     assert document is not None
     assert "assistant" in document["agents"]
@@ -269,13 +282,16 @@ async def test_a_sliding_window_resume_reads_only_the_window(
     agent = windowed_agent(manager, [f"reply {n}" for n in range(6)])
     for turn in range(6):
         await agent.invoke_async(f"prompt {turn}")
-    manager.close()
+    manager.close()  # on the event loop: handed to the I/O thread, not waited for
+    await manager.flush()
     assert client[database_name].sessions_messages.count_documents({"session_id": "window"}) == 12
 
     with pymongo.MongoClient(mongodb_uri) as fresh_client:
-        resumed = windowed_agent(
-            MongoDBSessionManager(session_id="window", client=fresh_client, database_name=database_name), []
+        resumed_manager = MongoDBSessionManager(
+            session_id="window", client=fresh_client, database_name=database_name
         )
+        resumed = windowed_agent(resumed_manager, [])
+        await resumed_manager.load(resumed)  # built on the event loop: the restore is deferred
     assert comparable(resumed.messages) == comparable(agent.messages)
     assert [m["content"][0]["text"] for m in resumed.messages] == [
         "prompt 4",

@@ -28,7 +28,6 @@ from mongodb_session_manager import (
     StoreUnavailableError,
     embedded,
     errors,
-    schema,
 )
 from mongodb_session_manager.codec import to_bson_datetime
 from mongodb_session_manager.embedded import EmbeddedServer

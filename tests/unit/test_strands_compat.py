@@ -89,9 +89,10 @@ def test_strands_repairs_orphaned_tool_use_without_manager_state() -> None:
         {"role": "user", "content": [{"text": "next"}]},
     ]
     fixed = compat._fix_broken_tool_use(messages)
-    assert next(block for block in fixed[2]["content"] if "toolResult" in block)["toolResult"][
-        "toolUseId"
-    ] == "t1"
+    assert (
+        next(block for block in fixed[2]["content"] if "toolResult" in block)["toolResult"]["toolUseId"]
+        == "t1"
+    )
 
 
 def test_interrupt_state_resume_applies_responses_only_when_activated() -> None:
