@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import collections
 import concurrent.futures
 import functools
@@ -48,10 +49,8 @@ def _prestart(executor: ThreadPoolExecutor) -> None:
     barrier = threading.Barrier(PRESTARTED_IO_THREADS + 1)
     for _ in range(PRESTARTED_IO_THREADS):
         executor.submit(barrier.wait, 5)
-    try:
+    with contextlib.suppress(threading.BrokenBarrierError):  # the executor shut down meanwhile
         barrier.wait(5)
-    except threading.BrokenBarrierError:  # the executor shut down meanwhile
-        pass
 
 
 async def run_io(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -17,7 +17,6 @@ from ..errors import InvalidSessionInputError
 
 __all__ = ["PROG", "Handler", "build_parser", "parse_args", "parse_key_value", "parse_positive", "parse_when"]
 
-__all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
