@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import os
