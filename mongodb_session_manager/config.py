@@ -23,6 +23,7 @@ from .schema import DEFAULT_COLLECTION_NAME, DEFAULT_DATABASE_NAME, CollectionNa
 __all__ = ["StoreConfig", "connection_string_from_env"]
 
 ENV_URI = "MONGODB_URI"
+_DATABASE_NAME_FORBIDDEN = frozenset(' ./\\"')  # MongoDB's rule for database names
 ENV_DATABASE = "MSM_DATABASE"
 
 
@@ -50,8 +51,12 @@ class StoreConfig:
             )
         for name in ("database_name", "collection_name"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not value or "\x00" in value or value.startswith("$"):
-                raise ConfigurationError(f"{name} must be a non-empty name, got {value!r}")
+            if not isinstance(value, str) or not value or "\x00" in value or "$" in value:
+                raise ConfigurationError(f"{name} must be a non-empty name without '$', got {value!r}")
+        if any(char in self.database_name for char in _DATABASE_NAME_FORBIDDEN):
+            raise ConfigurationError(
+                f"database_name must not contain any of ' ./\\\"', got {self.database_name!r}"
+            )
 
     @property
     def names(self) -> CollectionNames:

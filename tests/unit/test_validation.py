@@ -120,3 +120,13 @@ def test_every_metadata_filter_follows_the_one_rule() -> None:
     with pytest.raises(InvalidSessionInputError, match="metadata filter keys"):
         MetricsFilter(metadata=hostile)
     assert schema.session_list_filter(metadata={"tenant": "acme"}) == {"metadata.tenant": "acme"}
+
+
+@pytest.mark.parametrize("database_name", ["bad.name", "a b", "a/b", 'a"b', "$db", ""])
+def test_a_database_name_mongodb_refuses_is_a_configuration_error_before_any_io(database_name: str) -> None:
+    import mongomock
+
+    from mongodb_session_manager import ConfigurationError, MongoDBSessionRepository
+
+    with pytest.raises(ConfigurationError, match="database_name"):
+        MongoDBSessionRepository(client=mongomock.MongoClient(), database_name=database_name)
