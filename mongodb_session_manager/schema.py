@@ -7,12 +7,14 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
     {_id: <session_id>, schema_version: 1, session_type, created_at, updated_at,
      metadata: {...}, agents: {<agent_id>: {state, conversation_manager_state, internal_state,
      created_at, updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
-     totals: {...}}
+     totals: {...}, leases?: {<agent_id>: {owner, until}}}
+
+``leases`` holds the one writer of each agent while a turn runs (see :func:`lease_take_filter`).
 
 ``sessions_messages``: one document per message, unique on (session_id, agent_id, message_id)::
 
     {session_id, agent_id, message_id, role, message, redact_message, created_at, updated_at,
-     event_loop_metrics?: {...}}
+     event_loop_metrics?: {...}, incomplete?: {reason}, idempotency_key?}
 
 Everything here is a pure function returning plain dicts: no client, no I/O. Both repositories
 (sync and async) send exactly what these builders make.
@@ -56,6 +58,12 @@ __all__ = [
     "create_agent_update",
     "create_session_update",
     "index_models",
+    "lease_path",
+    "lease_release_filter",
+    "lease_release_update",
+    "lease_renew_update",
+    "lease_take_filter",
+    "lease_take_update",
     "message_document",
     "message_filter",
     "message_from_document",
@@ -70,6 +78,7 @@ __all__ = [
     "session_list_filter",
     "session_summary",
     "session_update",
+    "turn_key_filter",
     "turn_record_update",
     "update_message_update",
     "utcnow",
@@ -124,6 +133,12 @@ MESSAGE_INDEXES = (
         (("session_id", 1), ("event_loop_metrics.started_at", 1)),
         "session_turn_started_at",
         {"partialFilterExpression": {"event_loop_metrics": {"$exists": True}}},
+    ),
+    # Finds the stored turn of a retried request by its idempotency key (keyed prompts only).
+    IndexSpec(
+        (("session_id", 1), ("agent_id", 1), ("idempotency_key", 1)),
+        "session_agent_idempotency_key",
+        {"partialFilterExpression": {"idempotency_key": {"$exists": True}}},
     ),
 )
 
@@ -306,6 +321,57 @@ def allocate_message_id_update(agent_id: str, floor: int) -> list[dict[str, Any]
     ]
 
 
+# --- leases: one writer per (session, agent) while a turn runs ---------------------------------
+
+
+def lease_path(agent_id: str, *fields: str) -> str:
+    return ".".join(("leases", agent_id, *fields))
+
+
+def lease_take_filter(session_id: str, agent_id: str, owner: str, now: datetime) -> dict[str, Any]:
+    """Matches the session while the agent's lease is free, expired, or already ``owner``'s.
+
+    Used with ``upsert=True``: when another writer holds the lease nothing matches, the upsert
+    inserts ``_id`` again and fails on the ``_id`` index, which stops the ordered write before
+    the turn's message is inserted. When the document does not exist the upsert creates it.
+    """
+    return {
+        "_id": session_id,
+        "$or": [
+            {lease_path(agent_id): {"$exists": False}},
+            {lease_path(agent_id, "until"): {"$lt": now}},
+            {lease_path(agent_id, "owner"): owner},
+        ],
+    }
+
+
+def lease_take_update(
+    agent_id: str,
+    owner: str,
+    until: datetime,
+    session: Mapping[str, Any],
+    agent: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Take the lease; a missing session document is created (with the agent entry, if given)."""
+    on_insert = {k: v for k, v in session.items() if k != "_id"}
+    if agent is not None:
+        on_insert["agents"] = {agent_id: dict(agent)}
+    return {"$set": {lease_path(agent_id): {"owner": owner, "until": until}}, "$setOnInsert": on_insert}
+
+
+def lease_release_filter(session_id: str, agent_id: str, owner: str) -> dict[str, Any]:
+    """Matches only while ``owner`` still holds the lease (an expired one may be another's now)."""
+    return {"_id": session_id, lease_path(agent_id, "owner"): owner}
+
+
+def lease_release_update(agent_id: str) -> dict[str, Any]:
+    return {"$unset": {lease_path(agent_id): ""}}
+
+
+def lease_renew_update(agent_id: str, until: datetime) -> dict[str, Any]:
+    return {"$set": {lease_path(agent_id, "until"): until}}
+
+
 # --- multi-agents -----------------------------------------------------------------------------
 
 
@@ -381,6 +447,7 @@ def message_document(
     *,
     event_loop_metrics: Mapping[str, Any] | None = None,
     incomplete_reason: str | None = None,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates."""
     message: Message = session_message.message
@@ -398,7 +465,14 @@ def message_document(
         document["event_loop_metrics"] = dict(event_loop_metrics)
     if incomplete_reason is not None:
         document["incomplete"] = {"reason": incomplete_reason}
+    if idempotency_key is not None:
+        document["idempotency_key"] = idempotency_key
     return document
+
+
+def turn_key_filter(session_id: str, agent_id: str, idempotency_key: str) -> dict[str, Any]:
+    """The prompt stored with ``idempotency_key`` (served by its partial index)."""
+    return {"session_id": session_id, "agent_id": agent_id, "idempotency_key": idempotency_key}
 
 
 def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
@@ -412,13 +486,16 @@ def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
 
 
 def update_message_update(session_message: SessionMessage) -> dict[str, Any]:
-    return {
-        "$set": {
-            "message": session_message.message,
-            "redact_message": session_message.redact_message,
-            "updated_at": utcnow(),
-        }
+    """Rewrite a stored message; one marked incomplete in its metadata keeps ``incomplete`` in step."""
+    fields: dict[str, Any] = {
+        "message": session_message.message,
+        "redact_message": session_message.redact_message,
+        "updated_at": utcnow(),
     }
+    custom = (session_message.message.get("metadata") or {}).get("custom") or {}
+    if isinstance(custom, Mapping) and custom.get("incomplete"):
+        fields["incomplete"] = {"reason": str(custom.get("reason", ""))}
+    return {"$set": fields}
 
 
 def turn_record_update(event_loop_metrics: Mapping[str, Any]) -> dict[str, Any]:
