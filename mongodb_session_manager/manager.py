@@ -324,6 +324,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             except LeaseHeld as held:
                 if loop.time() + delay > deadline:
                     self._undo(slot, args)
+                    slot.lease_wanted = False
                     raise SessionBusyError(
                         f"session_id=<{self.session_id}> | agent_id=<{slot.agent.agent_id}> | "
                         f"another request is running a turn of this session (its lease ends {held.until:%H:%M:%S} UTC)"
@@ -331,9 +332,14 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
             except StaleWindow:
-                await slot.lane.run(self._reload, slot)
+                try:
+                    await slot.lane.run(self._reload, slot)
+                except TurnAlreadyStoredError:
+                    self._undo(slot, args)  # a retry of this request ran while we waited
+                    raise
             except MongoDBSessionError as error:
                 self._undo(slot, args)
+                slot.lease_wanted = slot.lease_wanted and slot.turn is not None
                 slot.store_error = error
                 raise
         if slot.leased and slot.renewer is None and slot.turn is not None:
@@ -450,13 +456,17 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             message = MessageWrite(
                 session_message, job.event_loop_metrics, job.incomplete_reason, job.idempotency_key
             )
-        stored_id = self.repository.write(
-            self.session_id,
-            agent_id,
-            message,
-            None if write.empty else write,
-            allocate_first=slot.contended and lease is None,
-        )
+        try:
+            stored_id = self.repository.write(
+                self.session_id,
+                agent_id,
+                message,
+                None if write.empty else write,
+                allocate_first=slot.contended and lease is None,
+            )
+        except StaleWindow:
+            slot.leased, slot.lease_wanted = True, False  # the lease was taken before the message lost
+            raise
         slot.stored = True
         if lease is not None:
             slot.leased = not lease.release
