@@ -57,10 +57,11 @@ Op = InsertOp | UpdateOp
 
 @dataclass(frozen=True)
 class Plan:
-    """Writes that belong together, run in order; ``message_index`` marks the message insert."""
+    """Writes that belong together, run in order; ``message_index`` marks the (first) message insert."""
 
     ops: tuple[Op, ...]
     message_index: int | None = None
+    message_count: int = 0
 
 
 @dataclass
@@ -134,7 +135,9 @@ class NewAgent:
     agent: Mapping[str, Any]
 
 
-def write_plan(session_id: str, message: Document | None, write: SessionWrite | None) -> Plan:
+def write_plan(
+    session_id: str, message: Document | Sequence[Document] | None, write: SessionWrite | None
+) -> Plan:
     """The ordered writes for one message and/or one session change."""
     ops: list[Op] = []
     lease = None if write is None else write.lease
@@ -161,10 +164,10 @@ def write_plan(session_id: str, message: Document | None, write: SessionWrite | 
                 schema.create_agent_update(write.agent_id, write.create.agent),
             )
         )
-    message_index = None
-    if message is not None:
-        message_index = len(ops)
-        ops.append(InsertOp("messages", message))
+    messages = [] if message is None else [message] if isinstance(message, Mapping) else list(message)
+    message_index = len(ops) if messages else None
+    ops.extend(InsertOp("messages", document) for document in messages)
+    message = messages[-1] if messages else None
     if write is not None and write.update is not None:
         ops.append(UpdateOp("sessions", {"_id": session_id}, write.update))
     elif write is not None and (write.agent or write.totals or (message is None and lease is None)):
@@ -193,7 +196,7 @@ def write_plan(session_id: str, message: Document | None, write: SessionWrite | 
         ops.append(
             UpdateOp("sessions", schema.lease_release_filter(session_id, write.agent_id, lease.owner), update)
         )
-    return Plan(tuple(ops), message_index)
+    return Plan(tuple(ops), message_index, len(messages))
 
 
 def client_models(plan: Plan, namespaces: Mapping[str, str]) -> list[InsertOne[Any] | UpdateOne]:
@@ -311,17 +314,33 @@ def write_flow(
     *,
     allocate_first: bool = False,
 ) -> Flow[int | None]:
-    """Insert with the id Strands chose; on a conflict move past the stored tail and retry.
+    """One message (or none) and the session change riding with it; returns the stored id."""
+    ids = yield from batch_write_flow(
+        session_id, agent_id, [] if message is None else [message], write, allocate_first=allocate_first
+    )
+    return ids[0] if ids else None
 
-    The common case (one writer per agent) costs one round trip. After a conflict, the id comes
-    from an atomic counter in the session document, so writers that collide get distinct ids;
-    ``allocate_first`` keeps a writer that has seen contention on the counter from then on.
-    Returns the id the message was stored under (also written back into its ``SessionMessage``).
+
+def batch_write_flow(
+    session_id: str,
+    agent_id: str,
+    messages: Sequence[MessageWrite],
+    write: SessionWrite | None,
+    *,
+    allocate_first: bool = False,
+) -> Flow[list[int]]:
+    """Insert with the ids Strands chose; on a conflict move past the stored tail and retry.
+
+    The common case (one writer per agent) costs one round trip, however many messages. After a
+    conflict, ids come from an atomic counter in the session document, so writers that collide
+    get distinct ids; ``allocate_first`` keeps a writer that has seen contention on the counter
+    from then on. Returns the ids the messages were stored under (also written back into each
+    ``SessionMessage``), in order.
     """
     yield ask(EnsureIndexes(), "create indexes")
     lease = None if write is None else write.lease
     taking = lease is not None and lease.take
-    if message is None:
+    if not messages:
         plan = write_plan(session_id, None, write)
         for _ in range(2):  # a racing first write may take the session upsert: the retry matches
             if not plan.ops:
@@ -331,38 +350,48 @@ def write_flow(
                 break
             if lease is not None and taking and conflict == 0:
                 yield from _check_lease(session_id, agent_id, lease.owner)
-        return None
-    session_message = message.session_message
-    message_id = session_message.message_id
+        return []
+    stored: list[int] = []
+    waiting = list(messages)
+    first_id = waiting[0].session_message.message_id
     if allocate_first:
-        message_id = yield from _allocate(session_id, agent_id, floor=message_id - 1)
+        first_id = yield from _allocate(session_id, agent_id, floor=first_id - 1, count=len(waiting))
     for attempt in range(MAX_ID_ATTEMPTS):
-        session_message.message_id = message_id
-        document = schema.message_document(
-            session_id,
-            agent_id,
-            session_message,
-            event_loop_metrics=message.event_loop_metrics,
-            incomplete_reason=message.incomplete_reason,
-            idempotency_key=message.idempotency_key,
-        )
-        plan = write_plan(session_id, document, write)
+        documents = []
+        for offset, message in enumerate(waiting):
+            message.session_message.message_id = first_id + offset
+            documents.append(
+                schema.message_document(
+                    session_id,
+                    agent_id,
+                    message.session_message,
+                    event_loop_metrics=message.event_loop_metrics,
+                    incomplete_reason=message.incomplete_reason,
+                    idempotency_key=message.idempotency_key,
+                )
+            )
+        plan = write_plan(session_id, documents, write)
         conflict = yield ask(RunPlan(plan), "write message")
         if conflict is None:
-            return message_id
+            return stored + [first_id + offset for offset in range(len(waiting))]
         if lease is not None and taking and conflict == 0:
             yield from _check_lease(session_id, agent_id, lease.owner)
             continue  # free after all (a racing first write created the session): try again
-        if conflict != plan.message_index:
+        assert plan.message_index is not None
+        if conflict < plan.message_index:
             continue  # the session upsert raced another first write; it exists now
         if taking:
             raise StaleWindow()  # the lease is ours now, but another writer's turn came first
-        tail = yield from _read_tail(session_id, agent_id, message_id)
+        landed = conflict - plan.message_index  # the inserts before the conflict are stored
+        stored += [first_id + offset for offset in range(landed)]
+        waiting = waiting[landed:]
+        taken = first_id + landed
+        tail = yield from _read_tail(session_id, agent_id, taken)
         # First retry: right after the tail, which keeps the order of writers taking turns. If
         # that loses too, a writer still inserting optimistically is racing for tail + 1 and wins
         # every time; skip a growing gap so it meets our id later and moves to the counter as well.
         gap = 0 if attempt == 0 else min(2**attempt, 64)
-        message_id = yield from _allocate(session_id, agent_id, floor=tail + gap)
+        first_id = yield from _allocate(session_id, agent_id, floor=tail + gap, count=len(waiting))
     raise ConcurrentWriteError(
         f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
         f"no free message id after {MAX_ID_ATTEMPTS} attempts"
@@ -428,13 +457,12 @@ def _read_tail(session_id: str, agent_id: str, from_message_id: int) -> Flow[int
     return int(max((document["message_id"] for document in documents), default=from_message_id))
 
 
-def _allocate(session_id: str, agent_id: str, floor: int) -> Flow[int]:
-    """The next free message id above ``floor`` (one atomic update of the session document)."""
+def _allocate(session_id: str, agent_id: str, floor: int, count: int = 1) -> Flow[int]:
+    """The first of ``count`` free message ids above ``floor`` (one atomic update of the session)."""
     projection = {schema.agent_path(agent_id, "next_message_id"): 1}
+    update = schema.allocate_message_id_update(agent_id, floor, count)
     document = yield ask(
-        FindAndUpdate(
-            "sessions", {"_id": session_id}, schema.allocate_message_id_update(agent_id, floor), projection
-        ),
+        FindAndUpdate("sessions", {"_id": session_id}, update, projection),
         "allocate message id",
     )
     if document is None:  # SecantusDB may answer None under contention: read it back
@@ -449,7 +477,7 @@ def _allocate(session_id: str, agent_id: str, floor: int) -> Flow[int]:
         floor,
         agent["next_message_id"],
     )
-    return int(agent["next_message_id"])
+    return int(agent["next_message_id"]) - count + 1
 
 
 @dataclass(frozen=True)

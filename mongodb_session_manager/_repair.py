@@ -15,7 +15,14 @@ from typing import Any, cast
 
 from strands.types.content import Message
 
-__all__ = ["INCOMPLETE_KEY", "incomplete_reply", "is_incomplete", "needs_repair", "repair_messages"]
+__all__ = [
+    "INCOMPLETE_KEY",
+    "incomplete_reply",
+    "is_incomplete",
+    "needs_repair",
+    "reason_of",
+    "repair_messages",
+]
 
 INCOMPLETE_KEY = "incomplete"
 
@@ -62,8 +69,15 @@ def incomplete_reply(text: str, reason: str) -> Message:
 
 
 def is_incomplete(message: Message) -> bool:
+    return reason_of(message) is not None
+
+
+def reason_of(message: Message) -> str | None:
+    """Why ``message`` stands in for something a fault cut off, or None for an ordinary message."""
     custom = (message.get("metadata") or {}).get("custom") or {}
-    return bool(isinstance(custom, dict) and custom.get(INCOMPLETE_KEY))
+    if isinstance(custom, dict) and custom.get(INCOMPLETE_KEY):
+        return str(custom.get("reason") or "incomplete")
+    return None
 
 
 def _marked(message: dict[str, Any], reason: str) -> Message:

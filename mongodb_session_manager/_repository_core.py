@@ -9,7 +9,7 @@ the same input, raise the same errors and write the same documents by constructi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from ._plans import (
     SessionWrite,
     Update,
     ask,
+    batch_write_flow,
     find_turn_flow,
     list_messages_flow,
     load_flow,
@@ -251,6 +252,20 @@ class RepositoryCore:
         if write is not None and write.agent_id != agent_id:
             raise InvalidSessionInputError("a session write belongs to the agent it is written for")
         return write_flow(session_id, agent_id, message, write, allocate_first=allocate_first)
+
+    def _append(
+        self,
+        session_id: str,
+        agent_id: str,
+        messages: Sequence[MessageWrite],
+        write: SessionWrite | None,
+        allocate_first: bool,
+    ) -> Flow[list[int]]:
+        for message in messages:
+            self._write(session_id, agent_id, message, write, allocate_first).close()  # validates
+        if not messages:
+            self._write(session_id, agent_id, None, write, allocate_first).close()
+        return batch_write_flow(session_id, agent_id, messages, write, allocate_first=allocate_first)
 
     def _find_turn(
         self, session_id: str, agent_id: str, idempotency_key: str

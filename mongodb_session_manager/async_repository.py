@@ -12,7 +12,7 @@ is made lazily, on first use: constructing the repository at import time is fine
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -215,6 +215,18 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     ) -> int | None:
         """One message and/or one change of the session document, in one round trip."""
         return await self._drive(self._write(session_id, agent_id, message, session, allocate_first))
+
+    async def append(
+        self,
+        session_id: str,
+        agent_id: str,
+        messages: Sequence[MessageWrite],
+        session: SessionWrite | None = None,
+        *,
+        allocate_first: bool = False,
+    ) -> list[int]:
+        """Several messages (and one change of the session document) in one round trip; their ids."""
+        return await self._drive(self._append(session_id, agent_id, messages, session, allocate_first))
 
     async def write_message(
         self,

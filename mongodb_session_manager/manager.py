@@ -124,6 +124,7 @@ class _Job:
     incomplete_reason: str | None = None
     idempotency_key: str | None = None
     release: bool = False  # the turn's last write: give the lease back
+    batch: list[Message] | None = None  # several messages in one write (instead of ``message``)
 
 
 class MongoDBSessionManager(SessionManager["LocalAgent"]):
@@ -259,10 +260,12 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         self._stop_renewer(slot)
         in_flight = sys.exc_info()[1]  # Strands runs this hook in a `finally`: the turn's error, if any
         if slot.store_error is not None:
-            # The store failed during the turn: memory holds only what was stored, and nothing more
-            # is tried now (one wait for an unreachable server, not one per write). The next turn
-            # closes what was left open; the caller gets our error, not Strands' wrapper of it.
-            slot.needs_repair = "store unavailable"
+            # The store failed during the turn: nothing more is tried now (one wait for an
+            # unreachable server, not one per write); the caller gets our error, not Strands'
+            # wrapper of it.
+            # A write cut off by an outage may have landed or not: the store says which, so the
+            # agent is read again (and what was left open closed) before its next turn.
+            slot.restored = False
             error = slot.store_error
             if in_flight is not None and in_flight is not error and compat.unwrap(in_flight, type(error)):
                 raise error
@@ -273,7 +276,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             # the next write, or sync_agent()/close() stores it: a plain turn stays at two round trips.
             self._prune_records(slot)
             return
-        jobs: list[_Job] = []
+        outcome = None
         if turn is not None:
             result = event.result
             if turn.error is None and in_flight is not None:
@@ -281,11 +284,29 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             status = _status_of(turn, None if result is None else str(result.stop_reason))
             record, totals = turn.finish(status)
             slot.last_turn_metrics = record
+            outcome = (turn, status, record, totals)
+        # Decided and written in the lane, after the writes the turn handed off: what to close
+        # depends on what they stored. Submitted before the first await, so a cancel that keeps
+        # cancelling every await (anyio's cancel scopes) cannot skip it.
+        future = slot.lane.submit(self._finish_turn, slot, outcome)
+        await asyncio.shield(asyncio.wrap_future(future))
+        self._prune_records(slot)
+
+    def _finish_turn(
+        self, slot: _Slot, outcome: tuple[TurnTracker, TurnStatus, dict[str, Any], dict[str, int]] | None
+    ) -> None:
+        """End a turn that its final message did not end: close what it left open, record it, release."""
+        agent = slot.agent
+        jobs: list[_Job] = []
+        if outcome is not None:
+            turn, status, record, totals = outcome
+            if turn.last_message_id is None and slot.turn_start is not None:
+                del agent.messages[slot.turn_start :]  # nothing of this turn was stored: nor is it kept
             stored_any = turn.last_message_id is not None
-            if stored_any and status in ("cancelled", "failed") and not compat.interrupt_pending(slot.agent):
+            if stored_any and status in ("cancelled", "failed") and not compat.interrupt_pending(agent):
                 reason = _reason_of(status, turn.error)
-                for message in _repair.repair_messages(slot.agent.messages, reason):
-                    slot.agent.messages.append(message)
+                for message in _repair.repair_messages(agent.messages, reason):
+                    agent.messages.append(message)
                     jobs.append(_Job(message=message, turn=turn, incomplete_reason=reason))
                 if jobs:
                     slot.placeholder = jobs[-1].message
@@ -294,10 +315,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 jobs.append(_Job(turn_record=record, totals=totals, turn=turn))
         if not jobs:
             jobs.append(_Job())
-        jobs[-1].state = compat.agent_state(slot.agent)
+        jobs[-1].state = compat.agent_state(agent)
         jobs[-1].release = True
-        await slot.lane.run(self._persist_all, slot, jobs)
-        self._prune_records(slot)
+        for job in jobs:
+            self._persist(slot, job)
 
     async def _on_multi_agent_changed(
         self, event: AfterNodeCallEvent | AfterMultiAgentInvocationEvent
@@ -424,16 +445,17 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     # --- the write path (runs in the agent's lane, on an I/O thread) --------------------------
 
     def _persist(self, slot: _Slot, job: _Job) -> None:
-        """Store one job: its message (if any) and whatever changed in the session document."""
+        """Store one job: its message(s) (if any) and whatever changed in the session document."""
         agent_id = slot.agent.agent_id
         state = job.state
         changed = state if state is not None and state != slot.written else None
         if job.turn_record is not None and (job.turn is None or job.turn.last_message_id is None):
             job.turn_record = None  # the turn stored no message to carry its record
             job.totals = None
-        lease = self._lease_for(slot, job)
+        messages = job.batch if job.batch else [] if job.message is None else [job.message]
+        lease = self._lease_for(slot, job, bool(messages))
         if (
-            job.message is None
+            not messages
             and changed is None
             and job.totals is None
             and job.turn_record is None
@@ -450,20 +472,32 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         if job.turn_record is not None and job.turn is not None and job.turn.last_message_id is not None:
             turn_record = (job.turn.last_message_id, job.turn_record)
         write = SessionWrite(agent_id, changed, job.totals, turn_record, create, lease=lease)
-        message = None
-        if job.message is not None:
-            session_message = SessionMessage.from_message(job.message, self._next_message_id(slot))
-            message = MessageWrite(
-                session_message, job.event_loop_metrics, job.incomplete_reason, job.idempotency_key
+        first_id = self._next_message_id(slot)
+        writes = [
+            MessageWrite(
+                SessionMessage.from_message(message, first_id + offset),
+                job.event_loop_metrics if message is messages[-1] else None,
+                job.incomplete_reason or _repair.reason_of(message),
+                job.idempotency_key if offset == 0 else None,
             )
+            for offset, message in enumerate(messages)
+        ]
+        session = None if write.empty else write
+        allocate_first = slot.contended and lease is None
         try:
-            stored_id = self.repository.write(
-                self.session_id,
-                agent_id,
-                message,
-                None if write.empty else write,
-                allocate_first=slot.contended and lease is None,
-            )
+            if len(writes) > 1:
+                ids = self.repository.append(
+                    self.session_id, agent_id, writes, session, allocate_first=allocate_first
+                )
+            else:
+                stored_id = self.repository.write(
+                    self.session_id,
+                    agent_id,
+                    writes[0] if writes else None,
+                    session,
+                    allocate_first=allocate_first,
+                )
+                ids = [] if stored_id is None else [stored_id]
         except StaleWindow:
             slot.leased, slot.lease_wanted = True, False  # the lease was taken before the message lost
             raise
@@ -473,19 +507,19 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             slot.lease_wanted = False
         if changed is not None or create is not None:
             slot.written = state
-        if message is not None and stored_id is not None:
+        for message_write, stored_id in zip(writes, ids, strict=True):
             if stored_id != self._next_message_id(slot):
                 slot.contended = True
             slot.latest_message_id = stored_id
-            slot.records.append(message.session_message)
-            if job.turn is not None:
-                job.turn.last_message_id = stored_id
+            slot.records.append(message_write.session_message)
+        if ids and job.turn is not None:
+            job.turn.last_message_id = ids[-1]
 
-    def _lease_for(self, slot: _Slot, job: _Job) -> Lease | None:
+    def _lease_for(self, slot: _Slot, job: _Job, with_messages: bool) -> Lease | None:
         """The lease this write takes, renews or releases (None: not a write of a leased turn)."""
         if not self._turn_lock or not (slot.lease_wanted or slot.leased):
             return None
-        if slot.lease_wanted and job.release and job.message is None:
+        if slot.lease_wanted and job.release and not with_messages:
             slot.lease_wanted = False  # the turn ends without having written: nothing to take
             return None
         if not slot.lease_wanted and not job.release:
@@ -512,14 +546,11 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             self._persist(slot, job)
 
     def _store_unsaved(self, slot: _Slot) -> None:
-        """Store what is in ``agent.messages`` but not in MongoDB yet, in order; a failure keeps the rest."""
-        while slot.unsaved:
-            message = slot.unsaved[0]
-            job = _Job(message=message, state=compat.agent_state(slot.agent))
-            if _repair.is_incomplete(message):
-                job.incomplete_reason = str(cast(Any, message)["metadata"]["custom"].get("reason", ""))
-            self._persist(slot, job)
-            slot.unsaved.pop(0)
+        """Store what is in ``agent.messages`` but not in MongoDB yet, in one write; a failure keeps it all."""
+        if slot.unsaved:
+            batch = list(slot.unsaved)
+            self._persist(slot, _Job(batch=batch, state=compat.agent_state(slot.agent)))
+            del slot.unsaved[: len(batch)]
 
     def _catch_up(self, slot: _Slot) -> None:
         """Restore a deferred agent, then store what waits: initial messages and manual appends."""
@@ -632,13 +663,13 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         normalised = normalise_message(message)
         slot = self._slot(agent)
         placeholder = slot.placeholder
-        if placeholder is not None and agent.messages and agent.messages[-1] is placeholder:
-            if normalised["role"] == "assistant":
-                # The reply of a turn that broke off, given by hand: it fills the turn's repair.
-                slot.placeholder = None
-                placeholder["content"] = normalised["content"]
-                self._wait_unless_on_loop(slot.lane.submit(self._rewrite_latest, slot, placeholder))
-                return
+        last = agent.messages[-1] if agent.messages else None
+        if placeholder is not None and last is placeholder and normalised["role"] == "assistant":
+            # The reply of a turn that broke off, given by hand: it fills the turn's repair.
+            slot.placeholder = None
+            placeholder["content"] = normalised["content"]
+            self._wait_unless_on_loop(slot.lane.submit(self._rewrite_latest, slot, placeholder))
+            return
         if self._in_current_turn(slot, normalised):
             return
         if slot.restored and not slot.pending:
@@ -796,26 +827,31 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         incomplete; it now gets the streamed text. Without one (the turn was not stored as
         broken) the conversation is closed here the same way, ``toolResult`` first where a tool
         call was left open, in MongoDB and in ``agent.messages``. Returns the incomplete reply,
-        or None if the turn had ended with a complete reply.
+        or None if the turn had ended with a complete reply. The work runs in the agent's lane
+        after the turn's own writes, and goes on if the caller is cancelled while it waits.
         """
         self._ensure_open()
         slot = self._slot(agent)
-        last = agent.messages[-1] if agent.messages else None
+        future = slot.lane.submit(self._keep_incomplete, slot, text, reason)
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    def _keep_incomplete(self, slot: _Slot, text: str, reason: str) -> Message | None:
+        messages = slot.agent.messages
+        last = messages[-1] if messages else None
         if last is not None and last is slot.placeholder:
             slot.placeholder = None
             if text:
                 last["content"] = [{"text": text}]
                 custom = cast(dict[str, Any], last.get("metadata") or {}).get("custom") or {}
                 custom["reason"] = reason
-                await slot.lane.run(self._rewrite_latest, slot, last)
+                self._rewrite_latest(slot, last)
             return last
         if last is None or (last.get("role") == "assistant" and not has_tool_use(last)):
             return None
-        repairs = _repair.repair_messages(agent.messages, reason, text)
-        for message in repairs:
-            agent.messages.append(message)
-            slot.unsaved.append(message)
-        await slot.lane.run(self._store_unsaved, slot)
+        repairs = _repair.repair_messages(messages, reason, text)
+        messages.extend(repairs)
+        slot.unsaved.extend(repairs)
+        self._store_unsaved(slot)
         return repairs[-1]
 
     def _rewrite_latest(self, slot: _Slot, message: Message) -> None:

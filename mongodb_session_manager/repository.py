@@ -9,7 +9,7 @@ manager runs these methods on its I/O threads and never blocks the loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -207,6 +207,18 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         Returns the id the message was stored under (None without a message).
         """
         return self._drive(self._write(session_id, agent_id, message, session, allocate_first))
+
+    def append(
+        self,
+        session_id: str,
+        agent_id: str,
+        messages: Sequence[MessageWrite],
+        session: SessionWrite | None = None,
+        *,
+        allocate_first: bool = False,
+    ) -> list[int]:
+        """Several messages (and one change of the session document) in one round trip; their ids."""
+        return self._drive(self._append(session_id, agent_id, messages, session, allocate_first))
 
     def write_message(
         self,

@@ -302,8 +302,8 @@ def session_update(
     return update
 
 
-def allocate_message_id_update(agent_id: str, floor: int) -> list[dict[str, Any]]:
-    """Pipeline update handing out the next free message id above ``floor``.
+def allocate_message_id_update(agent_id: str, floor: int, count: int = 1) -> list[dict[str, Any]]:
+    """Pipeline update handing out the next ``count`` free message ids above ``floor``.
 
     ``next_message_id`` exists only once writers have collided (it also tells readers that ids
     may have gaps); it holds the last id handed out this way, so concurrent writers that
@@ -314,7 +314,7 @@ def allocate_message_id_update(agent_id: str, floor: int) -> list[dict[str, Any]
         {
             "$set": {
                 agent_path(agent_id, "next_message_id"): {
-                    "$add": [{"$max": [{"$ifNull": [counter, -1]}, floor]}, 1]
+                    "$add": [{"$max": [{"$ifNull": [counter, -1]}, floor]}, count]
                 }
             }
         }

@@ -73,8 +73,9 @@ async def test_five_concurrent_requests_on_one_session_take_turns(
     # Each turn saw every turn stored before it: the model got all earlier messages.
     seen = sorted(len(model.calls[0].messages) for _, model in results)
     assert seen == [3, 5, 7, 9, 11]
-    assert "leases" not in mongo_client[database_name].sessions.find_one({"_id": "tabs"}) or not (
-        mongo_client[database_name].sessions.find_one({"_id": "tabs"})["leases"]
+    assert (
+        "leases" not in mongo_client[database_name].sessions.find_one({"_id": "tabs"})
+        or not (mongo_client[database_name].sessions.find_one({"_id": "tabs"})["leases"])
     )
 
 
@@ -131,7 +132,9 @@ async def test_a_long_turn_renews_its_lease(factory: Any, mongo_client: Client, 
     await manager.aclose()
 
 
-async def test_turn_lock_false_writes_no_lease(factory: Any, mongo_client: Client, database_name: str) -> None:
+async def test_turn_lock_false_writes_no_lease(
+    factory: Any, mongo_client: Client, database_name: str
+) -> None:
     await request(factory, "free", "hello", turn_lock=False)
     assert "leases" not in mongo_client[database_name].sessions.find_one({"_id": "free"})
 
@@ -143,22 +146,32 @@ async def test_a_retried_request_with_the_same_key_gets_the_stored_reply(
         model = ScriptedModel([f"answer to {prompt}"], strict=True)
         async with await factory.acreate_session_manager("retry", agent_id="assistant") as manager:
             agent = Agent(agent_id="assistant", model=model, session_manager=manager, callback_handler=None)
-            frames = [frame async for frame in stream_sse(agent, prompt, session_manager=manager, idempotency_key=key)]
+            frames = [
+                frame
+                async for frame in stream_sse(agent, prompt, session_manager=manager, idempotency_key=key)
+            ]
         return [__import__("json").loads(frame[6:]) for frame in frames]
 
     first = await send("What is 2+2?", "req-1")
     retried = await send("What is 2+2?", "req-1")
 
     assert first[-1]["type"] == "done" and "replayed" not in first[-1]
-    assert retried == [{"type": "token", "data": "answer to What is 2+2?"}, {"type": "done", "replayed": True, "metrics": {}}]
+    assert retried == [
+        {"type": "token", "data": "answer to What is 2+2?"},
+        {"type": "done", "replayed": True, "metrics": {}},
+    ]
     texts = [text_of(d) for d in stored(mongo_client, database_name, "retry")]
     assert texts == ["What is 2+2?", "answer to What is 2+2?"]  # one turn stored
-    turns = mongo_client[database_name].sessions_messages.count_documents({"event_loop_metrics": {"$exists": True}})
+    turns = mongo_client[database_name].sessions_messages.count_documents(
+        {"event_loop_metrics": {"$exists": True}}
+    )
     assert turns == 1
 
     # Without a streaming helper the retry is refused with an error naming the stored turn.
     async with await factory.acreate_session_manager("retry", agent_id="assistant") as manager:
-        agent = Agent(agent_id="assistant", model=ScriptedModel([]), session_manager=manager, callback_handler=None)
+        agent = Agent(
+            agent_id="assistant", model=ScriptedModel([]), session_manager=manager, callback_handler=None
+        )
         with pytest.raises(TurnAlreadyStoredError, match="starts at message 0") as refused:
             await agent.invoke_async("What is 2+2?", invocation_state={"idempotency_key": "req-1"})
         assert refused.value.reply_text == "answer to What is 2+2?"
@@ -191,12 +204,22 @@ async def test_a_plain_turn_with_the_lease_and_tools_stays_valid_for_a_strict_mo
     from strands import tool
 
     model = ScriptedModel(
-        [ScriptedResponse(tool_calls=[ScriptedToolCall("lookup", {"city": "Oslo"})]), "It is sunny."], strict=True
+        [ScriptedResponse(tool_calls=[ScriptedToolCall("lookup", {"city": "Oslo"})]), "It is sunny."],
+        strict=True,
     )
     async with await factory.acreate_session_manager("tools", agent_id="assistant") as manager:
         agent = Agent(
-            agent_id="assistant", model=model, tools=[tool(lookup)], session_manager=manager, callback_handler=None
+            agent_id="assistant",
+            model=model,
+            tools=[tool(lookup)],
+            session_manager=manager,
+            callback_handler=None,
         )
         await agent.invoke_async("Weather in Oslo?")
     assert model.refused == []
-    assert [d["role"] for d in stored(mongo_client, database_name, "tools")] == ["user", "assistant", "user", "assistant"]
+    assert [d["role"] for d in stored(mongo_client, database_name, "tools")] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
