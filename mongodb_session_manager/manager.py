@@ -45,6 +45,7 @@ from . import _strands_compat as compat
 from . import schema
 from ._io import Lane, on_loop_thread
 from ._plans import MessageWrite, NewAgent, SessionSnapshot, SessionWrite
+from ._storable import check_metadata
 from ._validation import validate_agent_id, validate_session_id
 from .errors import ConfigurationError, InvalidSessionInputError, MongoDBSessionError
 from .metrics.capture import TurnStatus, TurnTracker, has_tool_use, message_text
@@ -132,6 +133,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         self.repository = repository
         self._metadata = dict(metadata or {})
         schema.session_list_filter(metadata=self._metadata)  # refuse operator keys before any write
+        check_metadata(self._metadata)  # and what BSON cannot hold
         self._slots: dict[str, _Slot] = {}
         self._preloaded: dict[str, SessionSnapshot | None] = {}
         self._lane = Lane()  # multi-agent state

@@ -44,6 +44,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "_driver_errors",
             "_plans",
             "_index_registry",
+            "_storable",
         }
     ),
     "storage": frozenset({"repository", "async_repository", "_repository_core", "pool"}),
