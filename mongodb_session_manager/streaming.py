@@ -24,6 +24,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from ._redact import redact_uri
+from ._error_text import sanitize_error_message
 from .errors import ConfigurationError, InvalidSessionInputError
 
 if TYPE_CHECKING:
@@ -245,5 +246,5 @@ class _Buffer:
 
 
 def _describe(exc: BaseException) -> str:
-    detail = redact_uri(str(exc))
+    detail = sanitize_error_message(redact_uri(str(exc)))
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

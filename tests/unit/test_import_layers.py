@@ -45,6 +45,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "_plans",
             "_index_registry",
             "_storable",
+            "_error_text",
         }
     ),
     "storage": frozenset({"repository", "async_repository", "_repository_core", "pool"}),
