@@ -23,8 +23,8 @@ from contextlib import aclosing
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from ._redact import redact_uri
 from ._error_text import sanitize_error_message
+from ._redact import redact_uri
 from .errors import ConfigurationError, InvalidSessionInputError
 
 if TYPE_CHECKING:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -46,10 +47,8 @@ async def test_a_failed_turn_stores_the_error_without_its_file_path(
     agent = Agent(
         agent_id="a", model=MisconfiguredModel(["never"]), session_manager=manager, callback_handler=None
     )
-    try:
+    with contextlib.suppress(OSError):
         await agent.invoke_async("hi")
-    except OSError:
-        pass
     await manager.aclose()
     error = turn_error(client, database_name)
     assert error == {"type": "OSError", "message": "[Errno 13] Permission denied: '[path]' (loader <object>)"}
@@ -72,10 +71,8 @@ async def test_a_cancelled_turn_stores_no_task_repr(client: Client, database_nam
     task = asyncio.create_task(consume())
     await started.wait()
     task.cancel(msg=f"shutdown of {task!r} from {__file__}")  # what a server's shutdown may say
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     await manager.aclose()
     error = turn_error(client, database_name)
     assert error["type"] == "CancelledError"
