@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from strands import Agent
 from strands.types.content import Messages
 
@@ -39,6 +39,7 @@ from mongodb_session_manager import (
 )
 from mongodb_session_manager.embedded import local_mongodb
 from mongodb_session_manager.integrations.fastapi import (
+    add_exception_handlers,
     session_manager_dependency,
     session_manager_lifespan,
     sse_response,
@@ -57,7 +58,7 @@ SessionManager = Annotated[MongoDBSessionManager, Depends(session_manager_depend
 
 
 class ChatRequest(BaseModel):
-    prompt: str
+    prompt: str = Field(min_length=1)  # a body without one answers 422, before anything is stored
 
 
 def scripted_reply(messages: Messages) -> str:
@@ -93,6 +94,7 @@ def create_app(
                 yield
 
     app = FastAPI(title="Streaming chat on MongoDB", lifespan=lifespan)
+    add_exception_handlers(app)  # bad ids 400, unknown sessions 404, a busy session 409
 
     def new_agent(manager: MongoDBSessionManager) -> Agent:
         return Agent(agent_id=AGENT_ID, model=model(), session_manager=manager, callback_handler=None)
@@ -113,15 +115,21 @@ def create_app(
     async def session_messages(session_id: str, agent_id: str = AGENT_ID) -> dict[str, Any]:
         """The stored conversation (an incomplete reply carries ``metadata.custom.incomplete``)."""
         repository: AsyncMongoDBSessionRepository = app.state.repository
-        messages = await repository.list_messages(session_id, agent_id)
+        snapshot = await repository.load_session(session_id, agent_id)  # one round trip
+        if snapshot is None:
+            raise HTTPException(status_code=404, detail=f"session {session_id!r} does not exist")
         return {
             "session_id": session_id,
             "agent_id": agent_id,
-            "messages": [json_safe(message.to_dict()) for message in messages],
+            "messages": [json_safe(message.to_dict()) for message in snapshot.window],
         }
 
     @app.get("/sessions/{session_id}/metrics")
-    async def session_metrics(session_id: str, skip: int = 0, limit: int = 50) -> dict[str, Any]:
+    async def session_metrics(
+        session_id: str,
+        skip: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> dict[str, Any]:
         """Per-turn metrics (tokens, latency, tools) and the session's running totals."""
         repository: AsyncMongoDBSessionRepository = app.state.repository
         metrics = await AsyncMetricsQuery(repository).session_metrics(session_id, skip=skip, limit=limit)

@@ -35,6 +35,7 @@ from ._plans import (
     load_flow,
     write_flow,
 )
+from ._storable import check_metadata, check_storable
 from ._validation import (
     validate_agent_id,
     validate_idempotency_key,
@@ -79,6 +80,7 @@ class RepositoryCore:
 
     def _create_session(self, session: Session, metadata: Mapping[str, Any] | None) -> Flow[Session]:
         validate_session_id(session.session_id)
+        check_metadata(metadata)
         document = schema.session_document(session, metadata=metadata)
 
         def flow() -> Flow[Session]:
@@ -161,13 +163,15 @@ class RepositoryCore:
     def _create_agent(self, session_id: str, session_agent: SessionAgent) -> Flow[None]:
         validate_session_id(session_id)
         agent_id = validate_agent_id(session_agent.agent_id)
+        entry = schema.agent_document(session_agent)
+        check_storable(entry, "agent")
 
         def flow() -> Flow[None]:
             matched = yield ask(
                 Update(
                     "sessions",
                     schema.create_agent_filter(session_id, agent_id),
-                    schema.create_agent_update(agent_id, schema.agent_document(session_agent)),
+                    schema.create_agent_update(agent_id, entry),
                 ),
                 "create agent",
             )
@@ -208,6 +212,7 @@ class RepositoryCore:
         validate_session_id(session_id)
         validate_agent_id(agent_id)
         validate_message_id(session_message.message_id)
+        _check_message(session_message)
 
         def flow() -> Flow[None]:
             matched = yield ask(
@@ -249,8 +254,13 @@ class RepositoryCore:
         validate_agent_id(agent_id)
         if message is not None:
             validate_message_id(message.session_message.message_id)
+            _check_message(message.session_message)
+            if message.event_loop_metrics is not None:
+                check_storable(message.event_loop_metrics, "event_loop_metrics")
         if write is not None and write.agent_id != agent_id:
             raise InvalidSessionInputError("a session write belongs to the agent it is written for")
+        if write is not None:
+            _check_session_write(write)
         return write_flow(session_id, agent_id, message, write, allocate_first=allocate_first)
 
     def _append(
@@ -261,10 +271,17 @@ class RepositoryCore:
         write: SessionWrite | None,
         allocate_first: bool,
     ) -> Flow[list[int]]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
         for message in messages:
-            self._write(session_id, agent_id, message, write, allocate_first).close()  # validates
-        if not messages:
-            self._write(session_id, agent_id, None, write, allocate_first).close()
+            validate_message_id(message.session_message.message_id)
+            _check_message(message.session_message)
+            if message.event_loop_metrics is not None:
+                check_storable(message.event_loop_metrics, "event_loop_metrics")
+        if write is not None and write.agent_id != agent_id:
+            raise InvalidSessionInputError("a session write belongs to the agent it is written for")
+        if write is not None:
+            _check_session_write(write)
         return batch_write_flow(session_id, agent_id, messages, write, allocate_first=allocate_first)
 
     def _find_turn(
@@ -341,7 +358,9 @@ class RepositoryCore:
     def _write_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, *, create: bool) -> Flow[None]:
         validate_session_id(session_id)
         validate_agent_id(multi_agent.id)
-        update = schema.multi_agent_update(multi_agent.id, multi_agent.serialize_state(), create=create)
+        state = multi_agent.serialize_state()
+        check_storable(state, "multi_agent_state")
+        update = schema.multi_agent_update(multi_agent.id, state, create=create)
 
         def flow() -> Flow[None]:
             matched = yield ask(Update("sessions", {"_id": session_id}, update), "write multi-agent state")
@@ -349,6 +368,24 @@ class RepositoryCore:
                 raise _not_found(session_id)
 
         return flow()
+
+
+def _check_message(session_message: SessionMessage) -> None:
+    """A message and its redacted form must round-trip through BSON (see :mod:`._storable`)."""
+    check_storable(session_message.message, "message")
+    if session_message.redact_message is not None:
+        check_storable(session_message.redact_message, "redact_message")
+
+
+def _check_session_write(write: SessionWrite) -> None:
+    """What a write puts in the session document: agent state, metrics, a new session and agent."""
+    if write.agent:
+        check_storable(write.agent, "agent")
+    if write.turn_record is not None:
+        check_storable(write.turn_record[1], "event_loop_metrics")
+    if write.create is not None:
+        check_metadata(write.create.session.get("metadata"))
+        check_storable(write.create.agent, "agent")
 
 
 def _ensure_indexes() -> Flow[None]:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient, ReturnDocument
 from strands.types.session import Session, SessionAgent, SessionMessage
 
@@ -44,7 +45,7 @@ from ._plans import (
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
-from .pool import DRIVER_INFO
+from .pool import CLOSE_TIMEOUT, DRIVER_INFO
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -119,7 +120,8 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """Close the client if this repository created it; a client passed in stays open."""
         if not self.config.borrowed and self._client is not None:
             client, self._client = self._client, None
-            await client.close()
+            with pymongo.timeout(CLOSE_TIMEOUT):  # ending sessions must not wait for a server gone
+                await client.close()
 
     async def __aenter__(self) -> AsyncMongoDBSessionRepository:
         return self

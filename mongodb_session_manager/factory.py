@@ -17,7 +17,7 @@ from ._redact import redact_uri
 from .config import StoreConfig
 from .errors import ConfigurationError, FactoryNotInitializedError
 from .manager import MongoDBSessionManager
-from .pool import new_client
+from .pool import close_client, new_client
 from .repository import MongoDBSessionRepository
 
 __all__ = [
@@ -91,7 +91,7 @@ class MongoDBSessionManagerFactory:
             return
         self._closed = True
         if self._owns_client:
-            self.repository.client.close()
+            close_client(self.repository.client)
 
     def _repository_for(self, overrides: dict[str, Any]) -> MongoDBSessionRepository:
         database_name = overrides.pop("database_name", self.repository.database.name)

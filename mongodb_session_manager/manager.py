@@ -47,6 +47,7 @@ from . import _repair, schema
 from . import _strands_compat as compat
 from ._io import Lane, on_loop_thread
 from ._plans import Lease, LeaseHeld, MessageWrite, NewAgent, SessionSnapshot, SessionWrite, StaleWindow
+from ._storable import check_metadata
 from ._validation import validate_agent_id, validate_idempotency_key, validate_session_id
 from .errors import (
     ConfigurationError,
@@ -178,6 +179,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         self.repository = repository
         self._metadata = dict(metadata or {})
         schema.session_list_filter(metadata=self._metadata)  # refuse operator keys before any write
+        check_metadata(self._metadata)  # and what BSON cannot hold
         self._slots: dict[str, _Slot] = {}
         self._preloaded: dict[str, SessionSnapshot | None] = {}
         self._lane = Lane()  # multi-agent state

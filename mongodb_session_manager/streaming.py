@@ -23,6 +23,7 @@ from contextlib import aclosing
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from ._error_text import sanitize_error_message
 from ._redact import redact_uri
 from .errors import ConfigurationError, InvalidSessionInputError, SessionBusyError, TurnAlreadyStoredError
 from .manager import IDEMPOTENCY_KEY
@@ -265,5 +266,5 @@ class _Buffer:
 
 
 def _describe(exc: BaseException) -> str:
-    detail = redact_uri(str(exc))
+    detail = sanitize_error_message(redact_uri(str(exc)))
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

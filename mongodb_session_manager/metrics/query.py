@@ -18,6 +18,8 @@ import inspect
 from typing import Any, TypeVar
 
 from .._driver_errors import translate_driver_errors
+from .._index_registry import indexes_ready
+from ..schema import MESSAGE_INDEXES
 from .flows import (
     Aggregate,
     Document,
@@ -63,8 +65,25 @@ T = TypeVar("T")
 # --- shells -----------------------------------------------------------------------------------
 
 
-def _options(step: Aggregate) -> dict[str, Any]:
-    return {} if step.hint is None else {"hint": step.hint}
+def _options(step: Aggregate, hints: frozenset[str] | None = None) -> dict[str, Any]:
+    """The hint, if its index exists: reads never create indexes (``ensure_indexes()`` does).
+
+    Without the index (a database no writer of this package set up yet) the query runs unhinted:
+    the same answer, found without the partial index.
+    """
+    return {"hint": step.hint} if step.hint is not None and step.hint in (hints or ()) else {}
+
+
+_ALL_INDEXES = frozenset(spec.name for spec in MESSAGE_INDEXES)
+
+
+def _indexes_ready(repository: Any) -> frozenset[str]:
+    """Every index name, when this process already ensured the repository's indexes; else empty."""
+    try:
+        ready = indexes_ready(repository.client, repository.database.name, repository.collection.name)
+    except AttributeError:  # a repository-like object without the usual attributes
+        return frozenset()
+    return _ALL_INDEXES if ready else frozenset()
 
 
 class MetricsQuery:
@@ -73,6 +92,7 @@ class MetricsQuery:
     def __init__(self, repository: Any) -> None:
         self._repository = repository
         self._sessions_name: str = repository.collection.name
+        self._hints: frozenset[str] | None = None
 
     def session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> SessionMetrics:
         """A session's totals, per-agent totals and turns ``[skip, skip + limit)`` in start order."""
@@ -100,17 +120,24 @@ class MetricsQuery:
 
     def _run(self, flow: Flow[T]) -> T:
         step = next(flow)
-        ensure_indexes = getattr(self._repository, "ensure_indexes", None)
-        if ensure_indexes is not None:  # hints name the partial indexes: they must exist
-            ensure_indexes()
         while True:
             collection = self._collection(step.target)
             with translate_driver_errors(step.operation):
-                documents = list(collection.aggregate(step.pipeline, **_options(step)))
+                hints = self._hints
+                if step.hint is not None and hints is None:
+                    hints = self._find_hints(collection)
+                documents = list(collection.aggregate(step.pipeline, **_options(step, hints)))
             try:
                 step = flow.send(documents)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+
+    def _find_hints(self, collection: Any) -> frozenset[str]:
+        """The hinted indexes that exist (read once, only for a hinted query; never created here)."""
+        self._hints = _indexes_ready(self._repository) or frozenset(
+            index["name"] for index in collection.list_indexes()
+        )
+        return self._hints
 
     def _collection(self, target: str) -> Any:
         repository = self._repository
@@ -123,6 +150,7 @@ class AsyncMetricsQuery:
     def __init__(self, repository: Any) -> None:
         self._repository = repository
         self._sessions_name: str = repository.collection.name
+        self._hints: frozenset[str] | None = None
 
     async def session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> SessionMetrics:
         """See :meth:`MetricsQuery.session_metrics`."""
@@ -152,15 +180,13 @@ class AsyncMetricsQuery:
 
     async def _run(self, flow: Flow[T]) -> T:
         step = next(flow)
-        ensure_indexes = getattr(self._repository, "ensure_indexes", None)
-        if ensure_indexes is not None:  # hints name the partial indexes: they must exist
-            ensured = ensure_indexes()
-            if inspect.isawaitable(ensured):
-                await ensured
         while True:
             collection = self._collection(step.target)
             with translate_driver_errors(step.operation):
-                cursor = collection.aggregate(step.pipeline, **_options(step))
+                hints = self._hints
+                if step.hint is not None and hints is None:
+                    hints = await self._find_hints(collection)
+                cursor = collection.aggregate(step.pipeline, **_options(step, hints))
                 if inspect.isawaitable(cursor):  # pymongo's async API; motor returns the cursor
                     cursor = await cursor
                 documents: list[Document] = await cursor.to_list(None)
@@ -168,6 +194,17 @@ class AsyncMetricsQuery:
                 step = flow.send(documents)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+
+    async def _find_hints(self, collection: Any) -> frozenset[str]:
+        """See :meth:`MetricsQuery._find_hints`."""
+        ready = _indexes_ready(self._repository)
+        if not ready:
+            cursor = collection.list_indexes()
+            if inspect.isawaitable(cursor):
+                cursor = await cursor
+            ready = frozenset(index["name"] for index in await cursor.to_list(None))
+        self._hints = ready
+        return ready
 
     def _collection(self, target: str) -> Any:
         repository = self._repository

@@ -44,6 +44,8 @@ LAYERS: dict[str, frozenset[str]] = {
             "_driver_errors",
             "_plans",
             "_index_registry",
+            "_storable",
+            "_error_text",
         }
     ),
     "storage": frozenset({"repository", "async_repository", "_repository_core", "pool"}),
