@@ -58,7 +58,6 @@ _METRICS_DEFAULTS = {
 }
 
 
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse ``argv`` (default: ``sys.argv[1:]``); like argparse, raises ``SystemExit`` on bad usage."""
     args = build_parser().parse_args(argv)

@@ -17,7 +17,15 @@ from ..metrics import MetricsFilter, MetricsGroup, MetricsQuery, SessionRank, To
 from ._common import open_repository
 from ._output import make_console, print_csv, print_json, table
 
-__all__ = ["COLUMNS", "RANK_COLUMNS", "TOOL_COLUMNS", "metrics", "tool_usage", "top_sessions"]
+__all__ = [
+    "COLUMNS",
+    "RANK_COLUMNS",
+    "TOOL_COLUMNS",
+    "metrics",
+    "metrics_filter",
+    "tool_usage",
+    "top_sessions",
+]
 
 COLUMNS = tuple(MetricsGroup.model_fields)
 RANK_COLUMNS = tuple(SessionRank.model_fields)
