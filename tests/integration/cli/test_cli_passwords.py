@@ -32,6 +32,8 @@ from mongodb_session_manager.testing import ScriptedModel
 pytestmark = pytest.mark.integration
 
 USER = "ops"
+READER = "reader"  # may read DATABASE, nothing else
+DATABASE = "msm_cli_passwords"
 # Every character a connection-string parser could stumble on.
 PASSWORD = "Zq7/s@c:ret%pw"
 
@@ -42,8 +44,8 @@ class AuthServer:
 
     host: str  # "127.0.0.1:port"
 
-    def uri(self, password: str = PASSWORD, *, scheme: str = "mongodb://") -> str:
-        return f"{scheme}{USER}:{quote_plus(password)}@{self.host}/?retryWrites=false&directConnection=true"
+    def uri(self, password: str = PASSWORD, *, scheme: str = "mongodb://", user: str = USER) -> str:
+        return f"{scheme}{user}:{quote_plus(password)}@{self.host}/?retryWrites=false&directConnection=true"
 
 
 def _server_command() -> list[str]:
@@ -61,13 +63,13 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
         client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(server.uri)
         try:
             client.admin.command("createUser", USER, pwd=PASSWORD, roles=["root"])
+            client.admin.command("createUser", READER, pwd=PASSWORD, roles=[{"role": "read", "db": DATABASE}])
         finally:
             client.close()
     with EmbeddedServer(storage_path=storage, command=[*_server_command(), "--auth"]) as server:
         yield AuthServer(host=f"127.0.0.1:{server.port}")
 
 
-DATABASE = "msm_cli_passwords"
 WRONG = "Wr0ng/pass@word"
 
 # shape -> (connection string for a server, exit code of a command that would succeed)
@@ -217,6 +219,28 @@ def test_a_wrong_password_is_one_clear_line_with_exit_code_6(
     error = json.loads(capsys.readouterr().err)
     assert error["exit_code"] == code == 6
     assert error["error"].startswith("authentication failed at mongodb://ops:***@")
+
+
+def test_a_command_the_user_may_not_run_is_exit_code_6(
+    auth_server: AuthServer,
+    export_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    reader = ["--uri", auth_server.uri(user=READER), "--database", DATABASE]
+
+    assert main([*reader, "sessions", "list", "--json"]) == 0
+    capsys.readouterr()
+    code = main([*reader, "sessions", "delete", "s-1", "--yes"])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (6, "")
+    assert err.startswith("mongodb-session-manager: error: not authorized: ")
+    assert "(code 13)" in err
+    assert err.count("\n") == 1
+    assert "full error" not in err
+    assert main([*reader, "sessions", "show", "s-1", "--json"]) == 0  # nothing was deleted
 
 
 def test_serve_db_on_a_busy_port_with_a_password_in_the_environment(auth_server: AuthServer) -> None:
