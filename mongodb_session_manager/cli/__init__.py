@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -43,7 +44,7 @@ from ._common import (
     CLIError,
     configured_uri,
 )
-from ._parser import PROG, Handler, parse_args
+from ._parser import PROG, Handler, UsageError, parse_args
 
 __all__ = ["main"]
 
@@ -54,10 +55,13 @@ _UNAUTHORIZED = 13
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (also when argparse rejects the arguments)."""
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error argparse already printed (2)
+        args = parse_args(words)
+    except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except UsageError as exc:
+        return _usage_error(words, exc)
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -92,6 +96,20 @@ def _describe(args: argparse.Namespace, exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc}", EXIT_ERROR
     raise exc  # a bug: let its traceback out
+
+
+def _usage_error(words: list[str], exc: UsageError) -> int:
+    """Bad arguments, reported like argparse does (or as JSON), with any password masked.
+
+    The arguments were not parsed, so every word that may be a connection string is scrubbed.
+    """
+    secrets = [form for word in [*words, os.environ.get("MONGODB_URI", "")] for form in password_forms(word)]
+    message = scrub(exc.message, secrets)
+    if "--json" in words:
+        sys.stderr.write(json.dumps({"error": message, "exit_code": EXIT_USAGE}, ensure_ascii=False) + "\n")
+    else:
+        sys.stderr.write(f"{exc.usage}{exc.prog}: error: {message}\n")
+    return EXIT_USAGE
 
 
 def _fail(args: argparse.Namespace, message: str, exit_code: int) -> int:

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .. import schema
 from .._validation import validate_metadata_filter
@@ -20,6 +20,7 @@ from ..errors import InvalidSessionInputError
 __all__ = [
     "PROG",
     "Handler",
+    "UsageError",
     "build_parser",
     "parse_args",
     "parse_key_value",
@@ -33,7 +34,7 @@ __all__ = [
 Handler = Callable[[argparse.Namespace], int]
 
 if TYPE_CHECKING:
-    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+    Commands = argparse._SubParsersAction["_Parser"]
 
 PROG = "mongodb-session-manager"
 # Defaults of the options accepted before and after the command. They are filled in after parsing:
@@ -58,8 +59,26 @@ _METRICS_DEFAULTS = {
 }
 
 
+class UsageError(Exception):
+    """Bad arguments: ``message`` and the ``usage`` of the (sub)command ``prog`` they were given to."""
+
+    def __init__(self, prog: str, usage: str, message: str) -> None:
+        super().__init__(message)
+        self.prog, self.usage, self.message = prog, usage, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises `UsageError` instead of printing and exiting, so ``main`` decides how to report it."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, self.format_usage(), message)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse ``argv`` (default: ``sys.argv[1:]``); like argparse, raises ``SystemExit`` on bad usage."""
+    """Parse ``argv`` (default: ``sys.argv[1:]``).
+
+    Bad arguments raise `UsageError`; ``--help`` raises ``SystemExit(0)`` after printing.
+    """
     args = build_parser().parse_args(argv)
     defaults = {**_GLOBAL_DEFAULTS, **(_METRICS_DEFAULTS if args.command == "metrics" else {})}
     for name, value in defaults.items():  # options given nowhere (they are SUPPRESSed)
@@ -75,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     one is a new function and one line in :data:`_COMMANDS` or :func:`_add_sessions`.
     """
     common = _common_options()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         parents=[common],
         description="MongoDB as the memory of Strands Agents: demo, sessions, metrics, a local server.",
@@ -89,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _common_options() -> _Parser:
+    common = _Parser(add_help=False)
     group = common.add_argument_group("connection and output")
     group.add_argument(
         "--uri", default=argparse.SUPPRESS, help="MongoDB connection string (default: $MONGODB_URI)"
@@ -115,7 +134,7 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
-def _add_demo(commands: Commands, common: argparse.ArgumentParser) -> None:
+def _add_demo(commands: Commands, common: _Parser) -> None:
     demo = commands.add_parser(
         "demo", parents=[common], help="stream, store, restore and measure a conversation"
     )
@@ -127,7 +146,7 @@ def _add_demo(commands: Commands, common: argparse.ArgumentParser) -> None:
     demo.set_defaults(handler=_run("demo", "run_demo"))
 
 
-def _add_sessions(commands: Commands, common: argparse.ArgumentParser) -> None:
+def _add_sessions(commands: Commands, common: _Parser) -> None:
     sessions = commands.add_parser(
         "sessions", parents=[common], help="list, show, export, import, delete sessions"
     )
@@ -136,7 +155,7 @@ def _add_sessions(commands: Commands, common: argparse.ArgumentParser) -> None:
         add(actions, common)
 
 
-def _add_list(actions: Commands, common: argparse.ArgumentParser) -> None:
+def _add_list(actions: Commands, common: _Parser) -> None:
     listing = actions.add_parser("list", parents=[common], help="sessions, most recently active first")
     listing.add_argument(
         "--limit", type=parse_page_size, default=20, help="page size (default: 20, max 1000)"
@@ -148,7 +167,7 @@ def _add_list(actions: Commands, common: argparse.ArgumentParser) -> None:
     listing.set_defaults(handler=_run("sessions", "list_sessions"))
 
 
-def _add_show(actions: Commands, common: argparse.ArgumentParser) -> None:
+def _add_show(actions: Commands, common: _Parser) -> None:
     show = actions.add_parser(
         "show", parents=[common], help="a session's conversation (one page) and per-turn metrics"
     )
@@ -160,28 +179,28 @@ def _add_show(actions: Commands, common: argparse.ArgumentParser) -> None:
     show.set_defaults(handler=_run("sessions", "show_session"))
 
 
-def _add_export(actions: Commands, common: argparse.ArgumentParser) -> None:
+def _add_export(actions: Commands, common: _Parser) -> None:
     export = actions.add_parser("export", parents=[common], help="a session and its messages as JSON")
     export.add_argument("session_id", metavar="ID")
     export.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)")
     export.set_defaults(handler=_run("sessions", "export_session"))
 
 
-def _add_import(actions: Commands, common: argparse.ArgumentParser) -> None:
+def _add_import(actions: Commands, common: _Parser) -> None:
     imports = actions.add_parser("import", parents=[common], help="recreate a session from an export")
     imports.add_argument("file", type=Path, metavar="FILE", help="an export file, or - for stdin")
     imports.add_argument("--replace", action="store_true", help="overwrite the session if it exists")
     imports.set_defaults(handler=_run("sessions", "import_session"))
 
 
-def _add_delete(actions: Commands, common: argparse.ArgumentParser) -> None:
+def _add_delete(actions: Commands, common: _Parser) -> None:
     delete = actions.add_parser("delete", parents=[common], help="delete a session and its messages")
     delete.add_argument("session_id", metavar="ID")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(handler=_run("sessions", "delete_session"))
 
 
-def _add_metrics(commands: Commands, common: argparse.ArgumentParser) -> None:
+def _add_metrics(commands: Commands, common: _Parser) -> None:
     metrics = commands.add_parser(
         "metrics",
         parents=[common],
@@ -225,7 +244,7 @@ def _add_metrics_filters(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_serve_db(commands: Commands, common: argparse.ArgumentParser) -> None:
+def _add_serve_db(commands: Commands, common: _Parser) -> None:
     serve = commands.add_parser("serve-db", parents=[common], help="run the embedded SecantusDB until Ctrl-C")
     serve.add_argument("--port", type=parse_port, default=0, help="TCP port (default: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")

@@ -439,3 +439,20 @@ def test_no_server_error_points_at_serve_db_and_mongodb_uri() -> None:
     message = str(caught.value)
     assert "mongodb-session-manager serve-db" in message
     assert "MONGODB_URI" in message
+
+
+def test_usage_errors_are_json_with_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--json", "metrics", "top-sessions", "--limit", "0"])
+
+    assert code == 2
+    assert json.loads(capsys.readouterr().err) == {
+        "error": "argument --limit: must be between 1 and 1000: '0'",
+        "exit_code": 2,
+    }
+    code = main(["metrics", "top-sessions", "--limit", "0"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: mongodb-session-manager metrics top-sessions")
+    assert err.endswith(
+        "mongodb-session-manager metrics top-sessions: error: "
+        "argument --limit: must be between 1 and 1000: '0'\n"
+    )

@@ -87,7 +87,7 @@ SHAPES: dict[str, tuple[Shape, int | None]] = {
     "no scheme": (lambda s: f"{USER}:{PASSWORD}@{s.host}", 2),
     "no scheme, encoded": (lambda s: f"{USER}:{quote_plus(PASSWORD)}@{s.host}", 2),
     "mongodb+srv:// that does not resolve": (
-        lambda s: f"mongodb+srv://{USER}:{quote_plus(PASSWORD)}@cluster.invalid/",
+        lambda s: f"mongodb+srv://{USER}:{quote_plus(PASSWORD)}@cluster.invalid/?connectTimeoutMS=2000",
         2,
     ),
 }
@@ -264,3 +264,27 @@ def test_serve_db_on_a_busy_port_with_a_password_in_the_environment(auth_server:
     )
     for secret in secrets(PASSWORD):
         assert secret not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "stray",
+    [
+        f"mongodb://{USER}:{quote_plus(PASSWORD)}@db/",
+        f"MONGODB://{USER}:{PASSWORD}@db/",
+        f"{USER}:{PASSWORD}@db",
+    ],
+)
+@pytest.mark.parametrize("json_output", [False, True])
+def test_a_connection_string_in_the_wrong_place_is_masked_in_the_usage_error(
+    stray: str, json_output: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main([*(["--json"] if json_output else []), "sessions", "list", stray])
+
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    if json_output:
+        assert json.loads(err)["error"].startswith("unrecognized arguments: ")
+    else:
+        assert "mongodb-session-manager: error: unrecognized arguments: " in err
+    for secret in secrets(PASSWORD):
+        assert secret not in err
