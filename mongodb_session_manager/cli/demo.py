@@ -207,6 +207,8 @@ def _print_tool_blocks(console: Console, message: Mapping[str, Any]) -> None:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
-
+    try:
+        from rich.markup import escape
+    except ImportError:  # --json: nothing is drawn, so rich may be absent
+        return text
     return escape(text)

@@ -456,3 +456,17 @@ def test_usage_errors_are_json_with_json(capsys: pytest.CaptureFixture[str]) -> 
         "mongodb-session-manager metrics top-sessions: error: "
         "argument --limit: must be between 1 and 1000: '0'\n"
     )
+
+
+def test_demo_json_needs_no_rich(
+    mongodb_uri: str, database_name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONGODB_URI", mongodb_uri)
+    for name in ("rich", "rich.console", "rich.markup", "rich.table", "rich.text"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+    code = main(["demo", "--json", "--database", database_name, "--chunk-delay", "0"])
+
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, "")
+    assert json.loads(out)["totals"]["turns"] == 3
