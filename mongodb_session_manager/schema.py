@@ -86,7 +86,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 DEFAULT_COLLECTION_NAME = "sessions"
-DEFAULT_DATABASE_NAME = "strands_sessions"
+DEFAULT_DATABASE_NAME = "chat_db"
 
 
 @dataclass(frozen=True)

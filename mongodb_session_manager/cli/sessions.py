@@ -22,11 +22,13 @@ from ._common import (
     CLIError,
     open_repository,
 )
+from ._hints import command_line
 from ._output import (
+    incomplete_reason,
     make_console,
+    message_text_block,
     plain,
     print_json,
-    render_conversation,
     table,
     totals_table,
     turn_rows,
@@ -37,11 +39,13 @@ from .transfer import read_export, write_export
 __all__ = [
     "PROGRESS_MIN_MESSAGES",
     "conversation",
+    "count_messages",
     "delete_session",
     "export_session",
     "find_session",
     "import_session",
     "list_sessions",
+    "report",
     "show_session",
 ]
 
@@ -63,10 +67,19 @@ def find_session(repository: MongoDBSessionRepository, session_id: str) -> Docum
     return document
 
 
-def conversation(repository: MongoDBSessionRepository, session_id: str) -> Iterator[Document]:
-    """Every message of the session, agent by agent, in order (a cursor, not a list)."""
+def conversation(
+    repository: MongoDBSessionRepository, session_id: str, *, skip: int = 0, limit: int = 0
+) -> Iterator[Document]:
+    """The session's messages, agent by agent, in order (a cursor, not a list); ``limit=0``: all."""
     with translate_driver_errors("read messages"):
-        yield from repository.messages_collection.find({"session_id": session_id}, sort=_CONVERSATION_SORT)
+        yield from repository.messages_collection.find(
+            {"session_id": session_id}, sort=_CONVERSATION_SORT, skip=skip, limit=limit
+        )
+
+
+def count_messages(repository: MongoDBSessionRepository, session_id: str) -> int:
+    with translate_driver_errors("count messages"):
+        return repository.messages_collection.count_documents({"session_id": session_id})
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -111,12 +124,43 @@ def list_sessions(args: argparse.Namespace) -> int:
 
 
 def show_session(args: argparse.Namespace) -> int:
+    """One page of the conversation (``--limit``/``--offset`` messages), its turns, the totals."""
     with open_repository(args) as repository:
         document = find_session(repository, args.session_id)
-        messages = list(conversation(repository, args.session_id))
+        total = count_messages(repository, args.session_id)
+        messages = list(conversation(repository, args.session_id, skip=args.offset, limit=args.limit))
     turns = turn_rows(messages)
+    end = args.offset + len(messages)
+    next_offset = end if end < total else None
+    next_page = (
+        None
+        if next_offset is None
+        else command_line(
+            args,
+            "sessions",
+            "show",
+            args.session_id,
+            "--limit",
+            str(args.limit),
+            "--offset",
+            str(next_offset),
+        )
+    )
     if args.json:
-        print_json({"session": document, "messages": messages, "turns": turns})
+        print_json(
+            {
+                "session": document,
+                "total_messages": total,
+                "offset": args.offset,
+                "limit": args.limit,
+                "next_offset": next_offset,
+                "messages": messages,
+                "incomplete_message_ids": [
+                    m["message_id"] for m in messages if incomplete_reason(m) is not None
+                ],
+                "turns": turns,
+            }
+        )
         return 0
     console = make_console()
     console.print(f"[bold]Session[/bold] {_escape(document['_id'])}")
@@ -128,9 +172,15 @@ def show_session(args: argparse.Namespace) -> int:
     agent_ids = sorted({str(message.get("agent_id")) for message in messages})
     for agent_id in agent_ids:
         console.print(f"\n[bold]Agent[/bold] {_escape(agent_id)}")
-        render_conversation(console, (m["message"] for m in messages if m.get("agent_id") == agent_id))
+        for message in messages:
+            if message.get("agent_id") == agent_id:
+                console.print(message_text_block(message["message"], incomplete=incomplete_reason(message)))
     if not messages:
-        console.print("\n(no messages)")
+        console.print("\n(no messages)" if total == 0 else f"\n(no messages past offset {args.offset})")
+    shown = f"{args.offset + 1}-{end}" if messages else "none"
+    console.print(f"\nMessages {shown} of {total}")
+    if next_page is not None:
+        console.print(f"Next page: {_escape(next_page)}", soft_wrap=True)
     console.print()
     console.print(turns_table(turns))
     console.print(totals_table(document.get("totals") or {}))
@@ -160,7 +210,13 @@ def export_session(args: argparse.Namespace) -> int:
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
-    sys.stdout.write(f"exported session {args.session_id!r} ({written} messages) to {target}\n")
+    report(
+        args,
+        f"exported session {args.session_id!r} ({written} messages) to {target}",
+        exported=args.session_id,
+        messages=written,
+        file=str(target),
+    )
     return 0
 
 
@@ -169,6 +225,7 @@ def import_session(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if source == "-" else _read_text(args.file)
     document, messages = read_export(text, source=source)
     session_id = validate_session_id(document["_id"])
+    replaced = False
     with open_repository(args) as repository:
         if repository.load_session_document(session_id) is not None:
             if not args.replace:
@@ -176,6 +233,7 @@ def import_session(args: argparse.Namespace) -> int:
                     f"session {session_id!r} already exists; pass --replace to overwrite it", EXIT_CONFLICT
                 )
             repository.delete_session(session_id)
+            replaced = True
         repository.ensure_indexes()
         try:
             with translate_driver_errors("import session"):
@@ -186,18 +244,38 @@ def import_session(args: argparse.Namespace) -> int:
             raise CLIError(
                 f"session {session_id!r} was written by someone else during the import: {exc}", EXIT_CONFLICT
             ) from exc
-    sys.stdout.write(f"imported session {session_id!r} ({len(messages)} messages)\n")
+    report(
+        args,
+        f"imported session {session_id!r} ({len(messages)} messages)",
+        imported=session_id,
+        messages=len(messages),
+        replaced=replaced,
+    )
     return 0
 
 
 def delete_session(args: argparse.Namespace) -> int:
     with open_repository(args) as repository:
         find_session(repository, args.session_id)
+        count = count_messages(repository, args.session_id)
         if not args.yes:
-            _confirm(f"Delete session {args.session_id!r} and all of its messages? [y/N] ")
+            _confirm(f"Delete session {args.session_id!r} and its {count} messages? [y/N] ")
         repository.delete_session(args.session_id)
-    sys.stdout.write(f"deleted session {args.session_id!r}\n")
+    report(
+        args,
+        f"deleted session {args.session_id!r} ({count} messages)",
+        deleted=args.session_id,
+        messages=count,
+    )
     return 0
+
+
+def report(args: argparse.Namespace, line: str, **fields: Any) -> None:
+    """What a command did: ``line`` for people, ``fields`` as one JSON object with ``--json``."""
+    if args.json:
+        print_json(fields)
+    else:
+        sys.stdout.write(line + "\n")
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ def parse_group(document: Mapping[str, Any] | None, *, key: str | datetime | Non
         key=_utc(key) if isinstance(key, datetime) else key,
         turns=turns,
         failed_turns=document["failed_turns"],
+        cancelled_turns=document.get("cancelled_turns", 0),
         error_rate=document["failed_turns"] / turns if turns else 0.0,
         input_tokens=document["input_tokens"],
         output_tokens=document["output_tokens"],

@@ -114,11 +114,16 @@ class SessionMetrics(_Result):
 
 
 class MetricsGroup(_Result):
-    """Aggregates over a set of turns: the whole filter (``key`` None) or one day/hour/model/agent."""
+    """Aggregates over a set of turns: the whole filter (``key`` None) or one day/hour/model/agent.
+
+    The latency mean and percentiles cover the turns with a model latency to measure: cancelled
+    turns and turns without a finished model call count in ``turns``, not in the latency stats.
+    """
 
     key: str | datetime | None
     turns: int = 0
     failed_turns: int = 0
+    cancelled_turns: int = 0
     error_rate: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0

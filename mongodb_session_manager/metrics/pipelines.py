@@ -175,28 +175,49 @@ def session_turns_pipeline(session_id: str, *, skip: int, limit: int) -> list[di
 # --- across sessions --------------------------------------------------------------------------
 
 
+def _latency_sample() -> dict[str, Any]:
+    """A turn's model latency, or null for a turn that has none to measure.
+
+    A cancelled turn, or one that ended before any model call returned, stores 0 ms: counted,
+    it would drag the mean below the median. ``$avg`` and ``$percentile`` skip nulls.
+    """
+    measured = {
+        "$and": [
+            {"$ne": [_M + "status", "cancelled"]},
+            {"$gt": [{"$ifNull": [_M + "model_calls", 1]}, 0]},
+        ]
+    }
+    return {"$cond": [measured, _M + "accumulated_metrics.latencyMs", None]}
+
+
+def _status_count(status: str) -> dict[str, Any]:
+    return {"$sum": {"$cond": [{"$eq": [_M + "status", status]}, 1, 0]}}
+
+
 def _aggregates() -> dict[str, Any]:
     """``$group`` accumulators shared by the summary and every grouping."""
     latency = _M + "accumulated_metrics.latencyMs"
+    sample = _latency_sample()
     ttfb = _M + "accumulated_metrics.timeToFirstByteMs"
     usage = _M + "accumulated_usage."
     return {
         "turns": {"$sum": 1},
-        "failed_turns": {"$sum": {"$cond": [{"$eq": [_M + "status", "failed"]}, 1, 0]}},
+        "failed_turns": _status_count("failed"),
+        "cancelled_turns": _status_count("cancelled"),
         "input_tokens": {"$sum": usage + "inputTokens"},
         "output_tokens": {"$sum": usage + "outputTokens"},
         "total_tokens": {"$sum": usage + "totalTokens"},
         "cache_read_input_tokens": {"$sum": usage + "cacheReadInputTokens"},
         "cache_write_input_tokens": {"$sum": usage + "cacheWriteInputTokens"},
         "latency_ms": {"$sum": latency},
-        "latency_avg_ms": {"$avg": latency},
-        "latency_percentiles": _percentile(latency, LATENCY_PERCENTILES),
+        "latency_avg_ms": {"$avg": sample},
+        "latency_percentiles": _percentile(sample, LATENCY_PERCENTILES),
         "ttfb_percentiles": _percentile(ttfb, TTFB_PERCENTILES),
         "tool_calls": {"$sum": _M + "tool_calls"},
     }
 
 
-def _percentile(path: str, ps: tuple[float, ...]) -> dict[str, Any]:
+def _percentile(path: str | dict[str, Any], ps: tuple[float, ...]) -> dict[str, Any]:
     return {"$percentile": {"input": path, "p": list(ps), "method": "approximate"}}
 
 
@@ -286,7 +307,7 @@ def top_sessions_pipeline(
                 "output_tokens": {"$sum": usage + "outputTokens"},
                 "total_tokens": {"$sum": usage + "totalTokens"},
                 "latency_ms": {"$sum": latency},
-                "latency_avg_ms": {"$avg": latency},
+                "latency_avg_ms": {"$avg": _latency_sample()},
                 "first_turn_at": {"$min": _M + "started_at"},
                 "last_turn_at": {"$max": _M + "started_at"},
             }
