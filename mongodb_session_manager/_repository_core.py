@@ -33,7 +33,7 @@ from ._plans import (
     load_flow,
     write_flow,
 )
-from ._validation import validate_agent_id, validate_message_id, validate_session_id
+from ._validation import validate_agent_id, validate_message_id, validate_session_id, validate_user_id
 from .config import StoreConfig
 from .errors import InvalidSessionInputError, SessionNotFoundError
 
@@ -70,9 +70,13 @@ class RepositoryCore:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def _create_session(self, session: Session, metadata: Mapping[str, Any] | None) -> Flow[Session]:
+    def _create_session(
+        self, session: Session, metadata: Mapping[str, Any] | None, user_id: str | None = None
+    ) -> Flow[Session]:
         validate_session_id(session.session_id)
-        document = schema.session_document(session, metadata=metadata)
+        if user_id is not None:
+            validate_user_id(user_id)
+        document = schema.session_document(session, metadata=metadata, user_id=user_id)
 
         def flow() -> Flow[Session]:
             yield from _ensure_indexes()
@@ -100,6 +104,22 @@ class RepositoryCore:
         def flow() -> Flow[Document | None]:
             document: Document | None = yield ask(FindOne("sessions", {"_id": session_id}), "read session")
             return document
+
+        return flow()
+
+    def _claim_user(self, session_id: str, user_id: str) -> Flow[str | None]:
+        validate_session_id(session_id)
+        validate_user_id(user_id)
+
+        def flow() -> Flow[str | None]:
+            yield ask(
+                Update(
+                    "sessions", schema.unclaimed_session_filter(session_id), schema.claim_user_update(user_id)
+                ),
+                "assign user",
+            )
+            document = yield ask(FindOne("sessions", {"_id": session_id}, {"user_id": 1}), "assign user")
+            return None if document is None else document.get("user_id")
 
         return flow()
 

@@ -131,10 +131,14 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
 
     async def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session document; creating an existing session is a no-op (race-free)."""
-        return await self._drive(self._create_session(session, kwargs.get("metadata")))
+        return await self._drive(self._create_session(session, kwargs.get("metadata"), kwargs.get("user_id")))
 
     async def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         return await self._drive(self._read_session(session_id))
+
+    async def claim_user(self, session_id: str, user_id: str) -> str | None:
+        """Give a session stored without a user to ``user_id``; returns the user it belongs to now."""
+        return await self._drive(self._claim_user(session_id, user_id))
 
     async def load_session_document(self, session_id: str) -> Document | None:
         """The whole session document (small and bounded by design), or None."""

@@ -44,6 +44,7 @@ from strands.types.session import Session, SessionMessage, SessionType
 from . import _strands_compat as compat
 from . import schema
 from ._io import Lane, on_loop_thread
+from ._lifecycle import Lifecycle, check_user
 from ._plans import MessageWrite, NewAgent, SessionSnapshot, SessionWrite
 from ._validation import validate_agent_id, validate_session_id
 from .errors import ConfigurationError, InvalidSessionInputError, MongoDBSessionError
@@ -112,9 +113,11 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         collection_name: str | None = None,
         repository: MongoDBSessionRepository | None = None,
         metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
         **client_options: Any,
     ) -> None:
         self.session_id = validate_session_id(session_id)
+        self._lifecycle = Lifecycle.build(user_id=user_id)
         if repository is None:
             repository = MongoDBSessionRepository(
                 connection_string,
@@ -259,7 +262,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def _catch_up(self, slot: _Slot, *, with_pending: bool = True) -> None:
         """Restore a deferred agent, then store what waits: initial messages and manual appends."""
         if not slot.restored:
-            self._restore(slot, self.repository.load_session(self.session_id, slot.agent.agent_id))
+            self._restore(slot, self._load(slot.agent.agent_id))
         while slot.unsaved:
             self._persist(slot, _Job(message=slot.unsaved[0], state=compat.agent_state(slot.agent)))
             slot.unsaved.pop(0)
@@ -285,7 +288,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _session_fields(self) -> dict[str, Any]:
         session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
-        return schema.session_document(session, metadata=self._metadata)
+        return schema.session_document(session, metadata=self._metadata, user_id=self._lifecycle.user_id)
 
     # --- restore --------------------------------------------------------------------------------
 
@@ -330,7 +333,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             slot.lane.submit(self._catch_up_restore_only, slot).result()
 
     def _catch_up_restore_only(self, slot: _Slot) -> None:
-        self._restore(slot, self.repository.load_session(self.session_id, slot.agent.agent_id))
+        self._restore(slot, self._load(slot.agent.agent_id))
 
     async def load(self, agent: LocalAgent) -> None:
         """Restore a deferred agent now, so ``agent.messages`` holds the history before a turn."""
@@ -403,7 +406,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _ensure_session(self) -> None:
         session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
-        self.repository.create_session(session, metadata=self._metadata)
+        self.repository.create_session(session, metadata=self._metadata, user_id=self._lifecycle.user_id)
 
     def close(self) -> None:
         """Store what is still pending (messages appended by hand, the latest state).
@@ -508,7 +511,18 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def preload(self, agent_id: str) -> None:
         """Read the session and the agent's window now (one round trip), so building the Agent does no I/O."""
         agent_id = validate_agent_id(agent_id)
-        self._preloaded[agent_id] = self.repository.load_session(self.session_id, agent_id)
+        self._preloaded[agent_id] = self._load(agent_id)
+
+    def _load(self, agent_id: str) -> SessionSnapshot | None:
+        """The session and the agent's window; a session of another user is refused before any write."""
+        snapshot = self.repository.load_session(self.session_id, agent_id)
+        user_id = self._lifecycle.user_id
+        if snapshot is not None and user_id is not None:
+            stored = snapshot.document.get("user_id")
+            if stored is None:  # stored before it had a user: it becomes this user's, once
+                stored = self.repository.claim_user(self.session_id, user_id)
+            check_user(self.session_id, stored, user_id)
+        return snapshot
 
 
 def normalise_message(message: Message | Mapping[str, Any]) -> Message:

@@ -116,10 +116,14 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
 
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session document; creating an existing session is a no-op (race-free)."""
-        return self._drive(self._create_session(session, kwargs.get("metadata")))
+        return self._drive(self._create_session(session, kwargs.get("metadata"), kwargs.get("user_id")))
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         return self._drive(self._read_session(session_id))
+
+    def claim_user(self, session_id: str, user_id: str) -> str | None:
+        """Give a session stored without a user to ``user_id``; returns the user it belongs to now."""
+        return self._drive(self._claim_user(session_id, user_id))
 
     def load_session_document(self, session_id: str) -> Document | None:
         """The whole session document (small and bounded by design), or None."""

@@ -52,6 +52,7 @@ __all__ = [
     "agent_path",
     "agent_state",
     "allocate_message_id_update",
+    "claim_user_update",
     "create_agent_filter",
     "create_agent_update",
     "create_session_update",
@@ -71,6 +72,7 @@ __all__ = [
     "session_summary",
     "session_update",
     "turn_record_update",
+    "unclaimed_session_filter",
     "update_message_update",
     "utcnow",
 ]
@@ -108,7 +110,11 @@ class IndexSpec:
     options: Mapping[str, Any]
 
 
-SESSION_INDEXES = (IndexSpec((("updated_at", -1),), "updated_at", {}),)
+SESSION_INDEXES = (
+    IndexSpec((("updated_at", -1),), "updated_at", {}),
+    # A user's sessions, most recent first: erasure, retention per user, listing per user.
+    IndexSpec((("user_id", 1), ("updated_at", -1)), "user_updated_at", {}),
+)
 MESSAGE_INDEXES = (
     # Serves every conversation read (window by message_id) and makes concurrent inserts safe.
     IndexSpec(
@@ -141,8 +147,10 @@ def utcnow() -> datetime:
 # --- sessions ---------------------------------------------------------------------------------
 
 
-def session_document(session: Session, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The document inserted when a session is created."""
+def session_document(
+    session: Session, *, metadata: Mapping[str, Any] | None = None, user_id: str | None = None
+) -> dict[str, Any]:
+    """The document inserted when a session is created (``user_id`` only when given: it never changes)."""
     document: dict[str, Any] = {
         "_id": session.session_id,
         "schema_version": SCHEMA_VERSION,
@@ -154,7 +162,18 @@ def session_document(session: Session, *, metadata: Mapping[str, Any] | None = N
         "multi_agents": {},
         "totals": {},
     }
+    if user_id is not None:
+        document["user_id"] = user_id
     return document
+
+
+def unclaimed_session_filter(session_id: str) -> dict[str, Any]:
+    """The session while it has no user: a user can be assigned once, never changed."""
+    return {"_id": session_id, "user_id": None}
+
+
+def claim_user_update(user_id: str) -> dict[str, Any]:
+    return {"$set": {"user_id": user_id}}
 
 
 def create_session_update(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,10 @@ LAYERS: dict[str, frozenset[str]] = {
             "_driver_errors",
             "_plans",
             "_index_registry",
+            "_lifecycle",
+            "lifecycle",
+            "_export",
+            "masking",
         }
     ),
     "storage": frozenset({"repository", "async_repository", "_repository_core", "pool"}),
