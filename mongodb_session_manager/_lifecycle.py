@@ -1,30 +1,127 @@
-"""A manager's data-lifecycle options and the pure rules behind them: its user, expiry, trimming.
+"""A manager's data-lifecycle options and the pure rules behind them: its user, expiry, trimming, masks.
 
-The manager holds one :class:`Lifecycle` and asks it, per write, what rides along (the write
-path stays in :mod:`.manager` and :mod:`._plans`); the documents themselves come from
-:mod:`.schema`.
+The manager holds one :class:`Lifecycle` and asks it, per write, what rides along with that
+write (the write path itself stays in :mod:`.manager` and :mod:`._plans`); the documents come
+from :mod:`.schema`.
+
+Expiry is renewed by activity. Every write of the session moves its ``expires_at`` to
+``now + expire_after``. Messages cannot be renewed one by one on every turn (that is a write of
+every message), so they carry a *horizon*: ``expires_at = messages_expire_at``, set to
+``now + 2 * expire_after`` and pushed forward (one ``updateMany`` riding in the same
+``bulkWrite``) only when a write would renew the session past it, at most once per
+``expire_after`` of activity. So a message never expires before its session; it may outlive it
+by up to ``expire_after``, unseen: every reader goes through the session document, and an
+expired or missing session has no messages. The TTL monitor deletes both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+from . import schema
+from ._plans import DeleteOp, Op, UpdateOp
 from ._validation import validate_user_id
+from .codec import to_bson_datetime
 from .errors import InvalidSessionInputError
 
-__all__ = ["Lifecycle", "check_user"]
+__all__ = ["Lifecycle", "Stamp", "check_user", "validate_expire_after", "validate_keep_last", "validate_mask"]
+
+MaskFunction = Callable[[str], str]
 
 
 @dataclass(frozen=True)
+class Stamp:
+    """The expiry one write sets: the session's, the messages' horizon, and whether to push it."""
+
+    expires_at: datetime
+    messages_expire_at: datetime
+    extend: bool
+
+
+@dataclass
 class Lifecycle:
     """What a manager does with a session's data over time, validated once at construction."""
 
     user_id: str | None = None
+    expire_after: timedelta | None = None
+    keep_last_messages: int | None = None
+    mask: tuple[MaskFunction, ...] = ()
+    _horizon: datetime | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def build(cls, *, user_id: Any = None) -> Lifecycle:
-        return cls(user_id=None if user_id is None else validate_user_id(user_id))
+    def build(
+        cls,
+        *,
+        user_id: Any = None,
+        expire_after: Any = None,
+        keep_last_messages: Any = None,
+        mask: Any = None,
+    ) -> Lifecycle:
+        return cls(
+            user_id=None if user_id is None else validate_user_id(user_id),
+            expire_after=validate_expire_after(expire_after),
+            keep_last_messages=validate_keep_last(keep_last_messages),
+            mask=validate_mask(mask),
+        )
+
+    def observe(self, document: Mapping[str, Any] | None) -> None:
+        """Learn the stored message horizon from a loaded session document."""
+        horizon = None if document is None else document.get("messages_expire_at")
+        with self._lock:
+            self._horizon = None if horizon is None else to_bson_datetime(horizon)
+
+    def stamp(self, now: datetime | None = None) -> Stamp | None:
+        """The expiry the next write sets, or None without ``expire_after``."""
+        if self.expire_after is None:
+            return None
+        now = now or schema.utcnow()
+        expires_at = now + self.expire_after
+        with self._lock:
+            horizon = self._horizon
+        if horizon is not None and expires_at <= horizon:
+            return Stamp(expires_at, horizon, extend=False)
+        return Stamp(expires_at, now + 2 * self.expire_after, extend=True)
+
+    def confirm(self, stamp: Stamp | None) -> None:
+        """The write carrying ``stamp`` was stored: its horizon holds from now on."""
+        if stamp is not None and stamp.extend:
+            with self._lock:
+                if self._horizon is None or stamp.messages_expire_at > self._horizon:
+                    self._horizon = stamp.messages_expire_at
+
+    def ride_along(
+        self,
+        session_id: str,
+        agent_id: str,
+        stamp: Stamp | None,
+        state: Mapping[str, Any] | None,
+        *,
+        contiguous: bool,
+    ) -> tuple[Op, ...]:
+        """Writes that join this one: the expiry renewal, and trimming messages long out of the window."""
+        ops: list[Op] = []
+        if stamp is not None:
+            renew = schema.renew_session_update(stamp.expires_at, stamp.messages_expire_at)
+            ops.append(UpdateOp("sessions", {"_id": session_id}, renew))
+            if stamp.extend:
+                ops.append(
+                    UpdateOp(
+                        "messages",
+                        schema.renew_messages_filter(session_id, stamp.messages_expire_at),
+                        schema.renew_messages_update(stamp.messages_expire_at),
+                        many=True,
+                    )
+                )
+        if self.keep_last_messages is not None and state is not None and contiguous:
+            below = schema.removed_message_count(state) - self.keep_last_messages
+            if below > 0:
+                ops.append(DeleteOp("messages", schema.trimmed_messages_filter(session_id, agent_id, below)))
+        return tuple(ops)
 
 
 def check_user(session_id: str, stored: Any, given: str | None) -> None:
@@ -34,3 +131,35 @@ def check_user(session_id: str, stored: Any, given: str | None) -> None:
         raise InvalidSessionInputError(
             f"session_id=<{session_id}> | the session belongs to {owner}; user_id=<{given}> cannot use it"
         )
+
+
+def validate_expire_after(value: Any) -> timedelta | None:
+    """``None`` (never expires) or a ``timedelta`` of at least one second."""
+    if value is None:
+        return None
+    if not isinstance(value, timedelta) or value < timedelta(seconds=1):
+        raise InvalidSessionInputError(
+            f"expire_after must be a timedelta of at least 1 second, got {value!r}"
+        )
+    return value
+
+
+def validate_keep_last(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidSessionInputError(f"keep_last_messages must be a non-negative int, got {value!r}")
+    return value
+
+
+def validate_mask(value: Any) -> tuple[MaskFunction, ...]:
+    """A list of ``str -> str`` callables (an empty one masks nothing)."""
+    if value is None:
+        return ()
+    if callable(value) or not isinstance(value, Iterable) or isinstance(value, str | bytes):
+        raise InvalidSessionInputError("mask must be a list of str -> str callables, e.g. [EMAIL, PHONE]")
+    masks = tuple(value)
+    for mask in masks:
+        if not callable(mask):
+            raise InvalidSessionInputError(f"every mask must be a str -> str callable, got {mask!r}")
+    return masks

@@ -15,11 +15,12 @@ agent. Repositories run a plan in one round trip with MongoDB 8's client-level `
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import DeleteMany, InsertOne, UpdateMany, UpdateOne
 from strands.types.session import SessionMessage
 
 from . import schema
@@ -49,9 +50,18 @@ class UpdateOp:
     filter: Mapping[str, Any]
     update: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     upsert: bool = False
+    many: bool = False
 
 
-Op = InsertOp | UpdateOp
+@dataclass(frozen=True)
+class DeleteOp:
+    """``deleteMany``: messages that ride out of a session with one of its writes."""
+
+    target: Target
+    filter: Mapping[str, Any]
+
+
+Op = InsertOp | UpdateOp | DeleteOp
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,8 @@ class MessageWrite:
     session_message: SessionMessage
     event_loop_metrics: Mapping[str, Any] | None = None
     incomplete_reason: str | None = None
+    expires_at: datetime | None = None  # the session's message expiry horizon (see _lifecycle)
+    mask: Sequence[Callable[[str], str]] = ()  # applied to its text before it is stored
 
 
 @dataclass(frozen=True)
@@ -87,10 +99,11 @@ class SessionWrite:
     turn_record: tuple[int, Mapping[str, Any]] | None = None
     create: NewAgent | None = None
     update: Mapping[str, Any] | None = None  # a prepared update of the session document instead
+    extra: tuple[Op, ...] = ()  # lifecycle writes riding along (expiry renewal, trimming), last
 
     @property
     def empty(self) -> bool:
-        return not (self.agent or self.totals or self.turn_record or self.create or self.update)
+        return not (self.agent or self.totals or self.turn_record or self.create or self.update or self.extra)
 
 
 @dataclass(frozen=True)
@@ -140,16 +153,25 @@ def write_plan(session_id: str, message: Document | None, write: SessionWrite | 
                 schema.turn_record_update(metrics),
             )
         )
+    if write is not None:
+        ops.extend(write.extra)
     return Plan(tuple(ops), message_index)
 
 
-def client_models(plan: Plan, namespaces: Mapping[str, str]) -> list[InsertOne[Any] | UpdateOne]:
+ClientModel = InsertOne[Any] | UpdateOne | UpdateMany | DeleteMany
+
+
+def client_models(plan: Plan, namespaces: Mapping[str, str]) -> list[ClientModel]:
     """The plan as client-level ``bulk_write`` models (``namespaces``: target -> "db.collection")."""
-    models: list[InsertOne[Any] | UpdateOne] = []
+    models: list[ClientModel] = []
     for op in plan.ops:
         namespace = namespaces[op.target]
         if isinstance(op, InsertOp):
             models.append(InsertOne(op.document, namespace=namespace))
+        elif isinstance(op, DeleteOp):
+            models.append(DeleteMany(op.filter, namespace=namespace))
+        elif op.many:
+            models.append(UpdateMany(op.filter, op.update, upsert=op.upsert, namespace=namespace))
         else:
             models.append(UpdateOne(op.filter, op.update, upsert=op.upsert, namespace=namespace))
     return models
@@ -284,6 +306,8 @@ def write_flow(
             session_message,
             event_loop_metrics=message.event_loop_metrics,
             incomplete_reason=message.incomplete_reason,
+            expires_at=message.expires_at,
+            mask=message.mask,
         )
         plan = write_plan(session_id, document, write)
         conflict = yield ask(RunPlan(plan), "write message")
@@ -359,7 +383,7 @@ def load_flow(
     the offset counts messages, not ids, and a second read skips them instead.
     """
     if agent_id is None:
-        document = yield ask(FindOne("sessions", {"_id": session_id}), "read session")
+        document = yield ask(FindOne("sessions", schema.live_session_filter(session_id)), "read session")
         return None if document is None else SessionSnapshot(document)
     found = None
     if join:
@@ -378,6 +402,9 @@ def load_flow(
         if document is None:
             return None
         window_documents = None
+    if schema.is_expired(document):
+        yield from purge_expired_flow(document)
+        return None
     agent = (document.get("agents") or {}).get(agent_id)
     if agent is None:
         return SessionSnapshot(document, agent_id)
@@ -391,10 +418,40 @@ def load_flow(
     )
 
 
+def purge_expired_flow(document: Mapping[str, Any]) -> Flow[None]:
+    """Delete an expired session a reader came across, so its id can start afresh at once.
+
+    The TTL monitor would delete it within about a minute; until then nothing reads it. The
+    session goes first, matched as it was read (a session renewed meanwhile stays), then the
+    messages that expire with it (never those of a new session under the same id).
+    """
+    deleted = yield ask(
+        Delete("sessions", schema.expired_session_filter(document), many=False), "expire session"
+    )
+    if deleted:
+        yield ask(Delete("messages", schema.expired_messages_filter(document)), "expire session")
+
+
 def list_messages_flow(
-    session_id: str, agent_id: str, limit: int | None, offset: int, contiguous: bool
+    session_id: str,
+    agent_id: str,
+    limit: int | None,
+    offset: int,
+    contiguous: bool,
+    *,
+    check_session: bool = False,
 ) -> Flow[list[SessionMessage]]:
-    """Messages in order, skipping ``offset``: an id range when ids are contiguous, else a skip."""
+    """Messages in order, skipping ``offset``: an id range when ids are contiguous, else a skip.
+
+    ``check_session``: first make sure the session exists and has not expired; messages of a
+    missing or expired session are never returned (the TTL monitor deletes them later).
+    """
+    if check_session:
+        live = yield ask(
+            FindOne("sessions", schema.live_session_filter(session_id), {"_id": 1}), "list messages"
+        )
+        if live is None:
+            return []
     if contiguous:
         query, skip = schema.message_window_filter(session_id, agent_id, offset), 0
     else:

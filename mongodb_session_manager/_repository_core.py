@@ -9,7 +9,7 @@ the same input, raise the same errors and write the same documents by constructi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +102,9 @@ class RepositoryCore:
         validate_session_id(session_id)
 
         def flow() -> Flow[Document | None]:
-            document: Document | None = yield ask(FindOne("sessions", {"_id": session_id}), "read session")
+            document: Document | None = yield ask(
+                FindOne("sessions", schema.live_session_filter(session_id)), "read session"
+            )
             return document
 
         return flow()
@@ -158,6 +160,7 @@ class RepositoryCore:
         metadata: Mapping[str, Any] | None,
     ) -> Flow[list[dict[str, Any]]]:
         query = schema.session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
+        query = schema.live(query)
         skip, limit = schema.page(skip, limit)
 
         def flow() -> Flow[list[dict[str, Any]]]:
@@ -210,6 +213,11 @@ class RepositoryCore:
         validate_message_id(message_id)
 
         def flow() -> Flow[SessionMessage | None]:
+            live = yield ask(
+                FindOne("sessions", schema.live_session_filter(session_id), {"_id": 1}), "read message"
+            )
+            if live is None:
+                return None
             document = yield ask(
                 FindOne("messages", schema.message_filter(session_id, agent_id, message_id)), "read message"
             )
@@ -217,7 +225,13 @@ class RepositoryCore:
 
         return flow()
 
-    def _update_message(self, session_id: str, agent_id: str, session_message: SessionMessage) -> Flow[None]:
+    def _update_message(
+        self,
+        session_id: str,
+        agent_id: str,
+        session_message: SessionMessage,
+        mask: Sequence[Callable[[str], str]] = (),
+    ) -> Flow[None]:
         validate_session_id(session_id)
         validate_agent_id(agent_id)
         validate_message_id(session_message.message_id)
@@ -227,7 +241,7 @@ class RepositoryCore:
                 Update(
                     "messages",
                     schema.message_filter(session_id, agent_id, session_message.message_id),
-                    schema.update_message_update(session_message),
+                    schema.update_message_update(session_message, mask),
                 ),
                 "update message",
             )
@@ -246,7 +260,7 @@ class RepositoryCore:
         validate_agent_id(agent_id)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidSessionInputError(f"offset must be a non-negative int, got {offset!r}")
-        return list_messages_flow(session_id, agent_id, limit, offset, contiguous)
+        return list_messages_flow(session_id, agent_id, limit, offset, contiguous, check_session=True)
 
     # --- the hot path -----------------------------------------------------------------------
 

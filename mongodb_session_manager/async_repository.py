@@ -26,6 +26,7 @@ from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteOp,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -191,7 +192,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     async def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        await self._drive(self._update_message(session_id, agent_id, session_message))
+        await self._drive(self._update_message(session_id, agent_id, session_message, kwargs.get("mask", ())))
 
     async def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -328,6 +329,10 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
                 with translate_driver_errors(operation):
                     if isinstance(op, InsertOp):
                         await collection.insert_one(op.document)
+                    elif isinstance(op, DeleteOp):
+                        await collection.delete_many(op.filter)
+                    elif op.many:
+                        await collection.update_many(op.filter, op.update, upsert=op.upsert)
                     else:
                         await collection.update_one(op.filter, op.update, upsert=op.upsert)
             except DuplicateKey:

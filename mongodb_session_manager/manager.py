@@ -21,8 +21,9 @@ import asyncio
 import copy
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -101,6 +102,11 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     or a ``repository`` shared with other managers (what the factory does). Extra keyword
     arguments are pymongo client options (``maxPoolSize=100``, ``serverSelectionTimeoutMS=...``).
     Construction does no I/O.
+
+    Data lifecycle (docs/lifecycle.md): ``user_id`` ties the session to one user for good;
+    ``expire_after`` expires the session and its messages together after that long without
+    activity; ``keep_last_messages`` deletes messages that left the conversation manager's
+    window more than that many messages ago; ``mask`` functions rewrite text before it is stored.
     """
 
     def __init__(
@@ -114,10 +120,15 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         repository: MongoDBSessionRepository | None = None,
         metadata: Mapping[str, Any] | None = None,
         user_id: str | None = None,
+        expire_after: timedelta | None = None,
+        keep_last_messages: int | None = None,
+        mask: Sequence[Callable[[str], str]] | None = None,
         **client_options: Any,
     ) -> None:
         self.session_id = validate_session_id(session_id)
-        self._lifecycle = Lifecycle.build(user_id=user_id)
+        self._lifecycle = Lifecycle.build(
+            user_id=user_id, expire_after=expire_after, keep_last_messages=keep_last_messages, mask=mask
+        )
         if repository is None:
             repository = MongoDBSessionRepository(
                 connection_string,
@@ -236,11 +247,21 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         turn_record = None
         if job.turn_record is not None and job.turn is not None and job.turn.last_message_id is not None:
             turn_record = (job.turn.last_message_id, job.turn_record)
-        write = SessionWrite(agent_id, changed, job.totals, turn_record, create)
+        stamp = self._lifecycle.stamp()
+        extra = self._lifecycle.ride_along(
+            self.session_id, agent_id, stamp, changed, contiguous=not slot.contended
+        )
+        write = SessionWrite(agent_id, changed, job.totals, turn_record, create, extra=extra)
         message = None
         if job.message is not None:
             session_message = SessionMessage.from_message(job.message, self._next_message_id(slot))
-            message = MessageWrite(session_message, job.event_loop_metrics, job.incomplete_reason)
+            message = MessageWrite(
+                session_message,
+                job.event_loop_metrics,
+                job.incomplete_reason,
+                expires_at=None if stamp is None else stamp.messages_expire_at,
+                mask=self._lifecycle.mask,
+            )
         stored_id = self.repository.write(
             self.session_id,
             agent_id,
@@ -248,6 +269,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             None if write.empty else write,
             allocate_first=slot.contended,
         )
+        self._lifecycle.confirm(stamp)
         slot.stored = True
         if changed is not None or create is not None:
             slot.written = state
@@ -387,7 +409,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             raise MongoDBSessionError("No message to redact.")
         latest = slot.records[-1]
         latest.redact_message = redact_message
-        self.repository.update_message(self.session_id, slot.agent.agent_id, latest)
+        self.repository.update_message(
+            self.session_id, slot.agent.agent_id, latest, mask=self._lifecycle.mask
+        )
 
     def initialize_multi_agent(self, source: MultiAgentBase, **kwargs: Any) -> None:
         self._ensure_open()
@@ -516,6 +540,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def _load(self, agent_id: str) -> SessionSnapshot | None:
         """The session and the agent's window; a session of another user is refused before any write."""
         snapshot = self.repository.load_session(self.session_id, agent_id)
+        self._lifecycle.observe(None if snapshot is None else snapshot.document)
         user_id = self._lifecycle.user_id
         if snapshot is not None and user_id is not None:
             stored = snapshot.document.get("user_id")

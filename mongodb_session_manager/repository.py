@@ -26,6 +26,7 @@ from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteOp,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -176,7 +177,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        self._drive(self._update_message(session_id, agent_id, session_message))
+        self._drive(self._update_message(session_id, agent_id, session_message, kwargs.get("mask", ())))
 
     def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -319,6 +320,10 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
                 with translate_driver_errors(operation):
                     if isinstance(op, InsertOp):
                         collection.insert_one(op.document)
+                    elif isinstance(op, DeleteOp):
+                        collection.delete_many(op.filter)
+                    elif op.many:
+                        collection.update_many(op.filter, op.update, upsert=op.upsert)
                     else:
                         collection.update_one(op.filter, op.update, upsert=op.upsert)
             except DuplicateKey:

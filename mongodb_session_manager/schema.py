@@ -20,7 +20,7 @@ Everything here is a pure function returning plain dicts: no client, no I/O. Bot
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +32,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from ._validation import validate_agent_id, validate_metadata_filter
 from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
+from .masking import mask_message
 
 __all__ = [
     "DEFAULT_COLLECTION_NAME",
@@ -56,7 +57,12 @@ __all__ = [
     "create_agent_filter",
     "create_agent_update",
     "create_session_update",
+    "expired_messages_filter",
+    "expired_session_filter",
     "index_models",
+    "is_expired",
+    "live",
+    "live_session_filter",
     "message_document",
     "message_filter",
     "message_from_document",
@@ -65,12 +71,16 @@ __all__ = [
     "multi_agent_update",
     "page",
     "removed_message_count",
+    "renew_messages_filter",
+    "renew_messages_update",
+    "renew_session_update",
     "resume_pipeline",
     "session_document",
     "session_from_document",
     "session_list_filter",
     "session_summary",
     "session_update",
+    "trimmed_messages_filter",
     "turn_record_update",
     "unclaimed_session_filter",
     "update_message_update",
@@ -114,6 +124,8 @@ SESSION_INDEXES = (
     IndexSpec((("updated_at", -1),), "updated_at", {}),
     # A user's sessions, most recent first: erasure, retention per user, listing per user.
     IndexSpec((("user_id", 1), ("updated_at", -1)), "user_updated_at", {}),
+    # expire_after: the TTL monitor deletes a session once its expires_at has passed.
+    IndexSpec((("expires_at", 1),), "expires_at_ttl", {"expireAfterSeconds": 0}),
 )
 MESSAGE_INDEXES = (
     # Serves every conversation read (window by message_id) and makes concurrent inserts safe.
@@ -131,6 +143,8 @@ MESSAGE_INDEXES = (
         "session_turn_started_at",
         {"partialFilterExpression": {"event_loop_metrics": {"$exists": True}}},
     ),
+    # expire_after: messages carry an expires_at at or after their session's (see _lifecycle).
+    IndexSpec((("expires_at", 1),), "expires_at_ttl", {"expireAfterSeconds": 0}),
 )
 
 
@@ -179,6 +193,55 @@ def claim_user_update(user_id: str) -> dict[str, Any]:
 def create_session_update(document: Mapping[str, Any]) -> dict[str, Any]:
     """An upsert that creates the session once; a second creator changes nothing."""
     return {"$setOnInsert": {k: v for k, v in document.items() if k != "_id"}}
+
+
+def live_session_filter(session_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """The session, unless it has expired (the TTL monitor deletes it later, within about a minute)."""
+    return {"_id": session_id, **_not_expired(now)}
+
+
+def _not_expired(now: datetime | None = None) -> dict[str, Any]:
+    return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now or utcnow()}}]}
+
+
+def live(query: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """``query`` on the sessions collection, leaving out sessions that have expired."""
+    return {**query, **_not_expired(now)}
+
+
+def is_expired(document: Mapping[str, Any], now: datetime | None = None) -> bool:
+    expires_at = document.get("expires_at")
+    return expires_at is not None and to_bson_datetime(expires_at) <= (now or utcnow())
+
+
+def expired_session_filter(document: Mapping[str, Any]) -> dict[str, Any]:
+    """This expired session, as it was read: a session renewed meanwhile no longer matches."""
+    return {"_id": document["_id"], "expires_at": document["expires_at"]}
+
+
+def expired_messages_filter(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The messages of an expired session: none written after it expired (a new session's) match."""
+    horizon = document.get("messages_expire_at") or document["expires_at"]
+    return {
+        "session_id": document["_id"],
+        "$or": [{"expires_at": None}, {"expires_at": {"$lte": horizon}}],
+    }
+
+
+def renew_session_update(expires_at: datetime, messages_expire_at: datetime) -> dict[str, Any]:
+    """Move a session's expiry; ``messages_expire_at`` records how long its messages are kept."""
+    return {"$set": {"expires_at": expires_at}, "$max": {"messages_expire_at": messages_expire_at}}
+
+
+def renew_messages_filter(session_id: str, messages_expire_at: datetime) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "$or": [{"expires_at": None}, {"expires_at": {"$lt": messages_expire_at}}],
+    }
+
+
+def renew_messages_update(messages_expire_at: datetime) -> dict[str, Any]:
+    return {"$set": {"expires_at": messages_expire_at}}
 
 
 def session_from_document(document: Mapping[str, Any]) -> Session:
@@ -353,6 +416,11 @@ def message_filter(session_id: str, agent_id: str, message_id: int | None = None
     return query
 
 
+def trimmed_messages_filter(session_id: str, agent_id: str, below_message_id: int) -> dict[str, Any]:
+    """Messages long out of the conversation window (``keep_last_messages``): ids below a bound."""
+    return {"session_id": session_id, "agent_id": agent_id, "message_id": {"$lt": below_message_id}}
+
+
 def message_window_filter(session_id: str, agent_id: str, first_message_id: int) -> dict[str, Any]:
     """The tail of a conversation from ``first_message_id`` on: a bounded range on the unique index."""
     return {"session_id": session_id, "agent_id": agent_id, "message_id": {"$gte": first_message_id}}
@@ -400,19 +468,24 @@ def message_document(
     *,
     event_loop_metrics: Mapping[str, Any] | None = None,
     incomplete_reason: str | None = None,
+    expires_at: datetime | None = None,
+    mask: Sequence[Callable[[str], str]] = (),
 ) -> dict[str, Any]:
-    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates."""
-    message: Message = session_message.message
+    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates, text is masked."""
+    message: Message = mask_message(session_message.message, mask)
+    redact_message = session_message.redact_message
     document: dict[str, Any] = {
         "session_id": session_id,
         "agent_id": agent_id,
         "message_id": session_message.message_id,
         "role": message.get("role"),
         "message": message,
-        "redact_message": session_message.redact_message,
+        "redact_message": None if redact_message is None else mask_message(redact_message, mask),
         "created_at": to_bson_datetime(session_message.created_at),
         "updated_at": to_bson_datetime(session_message.updated_at),
     }
+    if expires_at is not None:
+        document["expires_at"] = expires_at
     if event_loop_metrics is not None:
         document["event_loop_metrics"] = dict(event_loop_metrics)
     if incomplete_reason is not None:
@@ -430,11 +503,14 @@ def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
     )
 
 
-def update_message_update(session_message: SessionMessage) -> dict[str, Any]:
+def update_message_update(
+    session_message: SessionMessage, mask: Sequence[Callable[[str], str]] = ()
+) -> dict[str, Any]:
+    redact_message = session_message.redact_message
     return {
         "$set": {
-            "message": session_message.message,
-            "redact_message": session_message.redact_message,
+            "message": mask_message(session_message.message, mask),
+            "redact_message": None if redact_message is None else mask_message(redact_message, mask),
             "updated_at": utcnow(),
         }
     }
