@@ -20,15 +20,27 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from . import schema
-from ._plans import DeleteOp, Op, UpdateOp
+from ._plans import Count, Delete, DeleteOp, Find, Flow, Op, UpdateOp, WriteArchive, ask
 from ._validation import validate_user_id
 from .codec import to_bson_datetime
 from .errors import InvalidSessionInputError
+from .lifecycle import ErasureReceipt, PruneReport
 
-__all__ = ["Lifecycle", "Stamp", "check_user", "validate_expire_after", "validate_keep_last", "validate_mask"]
+__all__ = [
+    "Lifecycle",
+    "Stamp",
+    "check_user",
+    "erase_user_flow",
+    "prune_flow",
+    "validate_expire_after",
+    "validate_keep_last",
+    "validate_mask",
+    "validate_older_than",
+]
 
 MaskFunction = Callable[[str], str]
 
@@ -144,6 +156,12 @@ def validate_expire_after(value: Any) -> timedelta | None:
     return value
 
 
+def validate_older_than(value: Any) -> timedelta:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise InvalidSessionInputError(f"older_than must be a positive timedelta, got {value!r}")
+    return value
+
+
 def validate_keep_last(value: Any) -> int | None:
     if value is None:
         return None
@@ -163,3 +181,87 @@ def validate_mask(value: Any) -> tuple[MaskFunction, ...]:
         if not callable(mask):
             raise InvalidSessionInputError(f"every mask must be a str -> str callable, got {mask!r}")
     return masks
+
+
+# --- retention and erasure: flows both repositories drive -------------------------------------
+
+PRUNE_BATCH = 500
+ERASE_BATCH = 500
+MAX_ERASE_ROUNDS = 10_000  # a writer that keeps creating sessions for the user cannot stall it forever
+
+
+def prune_flow(
+    cutoff: datetime, user_id: str | None, *, dry_run: bool, archive_to: Path | None
+) -> Flow[PruneReport]:
+    """Delete whole sessions last updated before ``cutoff``, archiving each first when asked.
+
+    The session document goes first, matched on ``updated_at`` again, so a session that became
+    active since it was listed stays; then its messages (unseen meanwhile: readers go through
+    the session document).
+    """
+    query = schema.idle_sessions_filter(cutoff, user_id)
+    if dry_run:
+        documents = yield ask(
+            Find("sessions", query, sort=[("updated_at", 1)], projection={"_id": 1}), "prune"
+        )
+        ids = tuple(str(document["_id"]) for document in documents)
+        messages = 0
+        if ids:
+            messages = yield ask(Count("messages", {"session_id": {"$in": list(ids)}}), "prune")
+        return PruneReport(cutoff, True, ids, len(ids), int(messages))
+    pruned: list[str] = []
+    archived: list[str] = []
+    messages = 0
+    while True:
+        batch = yield ask(
+            Find(
+                "sessions",
+                query,
+                sort=[("updated_at", 1)],
+                limit=PRUNE_BATCH,
+                projection=None if archive_to else {"_id": 1},
+            ),
+            "prune",
+        )
+        if not batch:
+            break
+        for document in batch:
+            session_id = str(document["_id"])
+            if archive_to is not None:
+                stored = yield ask(
+                    Find("messages", {"session_id": session_id}, sort=schema.EXPORT_MESSAGE_SORT),
+                    "archive session",
+                )
+                path = yield ask(WriteArchive(archive_to, document, list(stored)), "archive session")
+                archived.append(str(path))
+            deleted = yield ask(Delete("sessions", {**query, "_id": session_id}, many=False), "prune")
+            if deleted:
+                pruned.append(session_id)
+                messages += yield ask(Delete("messages", {"session_id": session_id}), "prune")
+            elif archive_to is not None:
+                archived.pop()  # it became active again: it stays, and so does nothing in the archive
+    return PruneReport(cutoff, False, tuple(pruned), len(pruned), messages, tuple(archived))
+
+
+def erase_user_flow(user_id: str) -> Flow[ErasureReceipt]:
+    """Delete every session of ``user_id`` and every message of those sessions.
+
+    Messages go before their session (so none is left behind without a session naming its
+    user) and once more after it, for a turn that was being written meanwhile.
+    """
+    erased_at = schema.utcnow()
+    session_ids: list[str] = []
+    sessions = messages = 0
+    for _ in range(MAX_ERASE_ROUNDS):
+        batch = yield ask(
+            Find("sessions", schema.user_sessions_filter(user_id), projection={"_id": 1}, limit=ERASE_BATCH),
+            "erase user",
+        )
+        if not batch:
+            break
+        ids = [str(document["_id"]) for document in batch]
+        messages += yield ask(Delete("messages", {"session_id": {"$in": ids}}), "erase user")
+        sessions += yield ask(Delete("sessions", {"_id": {"$in": ids}, "user_id": user_id}), "erase user")
+        messages += yield ask(Delete("messages", {"session_id": {"$in": ids}}), "erase user")
+        session_ids.extend(ids)
+    return ErasureReceipt(user_id, erased_at, tuple(sorted(set(session_ids))), sessions, messages)

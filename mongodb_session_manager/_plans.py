@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pymongo import DeleteMany, InsertOne, UpdateMany, UpdateOne
@@ -251,7 +252,30 @@ class EnsureIndexes:
     """Create the package's indexes once per process (the shells keep the registry)."""
 
 
-Request = FindOne | Find | Aggregate | Update | FindAndUpdate | Delete | Count | RunPlan | EnsureIndexes
+@dataclass(frozen=True)
+class WriteArchive:
+    """Write one session's export file into ``directory`` (local disk; off the loop in the async shell).
+
+    Answered with the path written.
+    """
+
+    directory: Path
+    session: Document
+    messages: list[Document]
+
+
+Request = (
+    FindOne
+    | Find
+    | Aggregate
+    | Update
+    | FindAndUpdate
+    | Delete
+    | Count
+    | RunPlan
+    | EnsureIndexes
+    | WriteArchive
+)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,15 @@ the same input, raise the same errors and write the same documents by constructi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import DuplicateKey
+from ._lifecycle import erase_user_flow, prune_flow, validate_older_than
 from ._plans import (
     Count,
     Delete,
@@ -36,6 +38,7 @@ from ._plans import (
 from ._validation import validate_agent_id, validate_message_id, validate_session_id, validate_user_id
 from .config import StoreConfig
 from .errors import InvalidSessionInputError, SessionNotFoundError
+from .lifecycle import ErasureReceipt, PruneReport
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -171,6 +174,22 @@ class RepositoryCore:
             return [schema.session_summary(document) for document in documents]
 
         return flow()
+
+    def _prune(
+        self, older_than: timedelta, user_id: str | None, dry_run: bool, archive_to: str | Path | None
+    ) -> Flow[PruneReport]:
+        validate_older_than(older_than)
+        if user_id is not None:
+            validate_user_id(user_id)
+        if not isinstance(dry_run, bool):
+            raise InvalidSessionInputError(f"dry_run must be a bool, got {dry_run!r}")
+        directory = None if archive_to is None else Path(archive_to)
+        if directory is not None and directory.exists() and not directory.is_dir():
+            raise InvalidSessionInputError(f"archive_to must be a directory: {directory}")
+        return prune_flow(schema.utcnow() - older_than, user_id, dry_run=dry_run, archive_to=directory)
+
+    def _erase_user(self, user_id: str) -> Flow[ErasureReceipt]:
+        return erase_user_flow(validate_user_id(user_id))
 
     # --- agents -----------------------------------------------------------------------------
 

@@ -11,9 +11,11 @@ is made lazily, on first use: constructing the repository at import time is fine
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymongo import AsyncMongoClient, ReturnDocument
@@ -21,6 +23,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
+from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._plans import (
     Aggregate,
@@ -40,11 +43,13 @@ from ._plans import (
     SessionWrite,
     Step,
     Update,
+    WriteArchive,
     client_models,
     drive_async,
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
+from .lifecycle import ErasureReceipt, PruneReport
 from .pool import DRIVER_INFO
 
 if TYPE_CHECKING:
@@ -166,6 +171,28 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
         return await self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
 
+    # --- data lifecycle ---------------------------------------------------------------------
+
+    async def prune(
+        self,
+        older_than: timedelta,
+        *,
+        user_id: str | None = None,
+        dry_run: bool = False,
+        archive_to: str | Path | None = None,
+    ) -> PruneReport:
+        """Delete whole sessions idle for longer than ``older_than`` (of one user, when given).
+
+        ``archive_to``: a directory; each session is written there first, as a ``sessions
+        export`` file, and deleted only once its file is complete on disk. ``dry_run``: report,
+        delete nothing.
+        """
+        return await self._drive(self._prune(older_than, user_id, dry_run, archive_to))
+
+    async def erase_user(self, user_id: str) -> ErasureReceipt:
+        """Delete every session of ``user_id`` and all their messages; the receipt counts them."""
+        return await self._drive(self._erase_user(user_id))
+
     # --- agents -----------------------------------------------------------------------------
 
     async def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
@@ -274,6 +301,10 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             return await self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return await self.ensure_indexes()
+        if isinstance(request, WriteArchive):  # local disk: never on the event loop's thread
+            return await asyncio.to_thread(
+                write_archive, request.directory, request.session, request.messages
+            )
         collection = self.collection if request.target == "sessions" else self.messages_collection
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):

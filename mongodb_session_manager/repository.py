@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pymongo import MongoClient, ReturnDocument
@@ -21,6 +22,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
+from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._plans import (
     Aggregate,
@@ -40,11 +42,13 @@ from ._plans import (
     SessionWrite,
     Step,
     Update,
+    WriteArchive,
     client_models,
     drive_sync,
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
+from .lifecycle import ErasureReceipt, PruneReport
 from .pool import MongoDBConnectionPool
 
 if TYPE_CHECKING:
@@ -150,6 +154,28 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     ) -> list[dict[str, Any]]:
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
         return self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
+
+    # --- data lifecycle ---------------------------------------------------------------------
+
+    def prune(
+        self,
+        older_than: timedelta,
+        *,
+        user_id: str | None = None,
+        dry_run: bool = False,
+        archive_to: str | Path | None = None,
+    ) -> PruneReport:
+        """Delete whole sessions idle for longer than ``older_than`` (of one user, when given).
+
+        ``archive_to``: a directory; each session is written there first, as a ``sessions
+        export`` file, and deleted only once its file is complete on disk. ``dry_run``: report,
+        delete nothing.
+        """
+        return self._drive(self._prune(older_than, user_id, dry_run, archive_to))
+
+    def erase_user(self, user_id: str) -> ErasureReceipt:
+        """Delete every session of ``user_id`` and all their messages; the receipt counts them."""
+        return self._drive(self._erase_user(user_id))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -264,6 +290,8 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             return self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return self.ensure_indexes()
+        if isinstance(request, WriteArchive):
+            return write_archive(request.directory, request.session, request.messages)
         collection = self._collection_for(request.target)
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):

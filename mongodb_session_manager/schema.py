@@ -37,6 +37,7 @@ from .masking import mask_message
 __all__ = [
     "DEFAULT_COLLECTION_NAME",
     "DEFAULT_DATABASE_NAME",
+    "EXPORT_MESSAGE_SORT",
     "MAX_PAGE_SIZE",
     "MESSAGE_INDEXES",
     "MESSAGE_SORT",
@@ -59,6 +60,7 @@ __all__ = [
     "create_session_update",
     "expired_messages_filter",
     "expired_session_filter",
+    "idle_sessions_filter",
     "index_models",
     "is_expired",
     "live",
@@ -84,6 +86,7 @@ __all__ = [
     "turn_record_update",
     "unclaimed_session_filter",
     "update_message_update",
+    "user_sessions_filter",
     "utcnow",
 ]
 
@@ -242,6 +245,22 @@ def renew_messages_filter(session_id: str, messages_expire_at: datetime) -> dict
 
 def renew_messages_update(messages_expire_at: datetime) -> dict[str, Any]:
     return {"$set": {"expires_at": messages_expire_at}}
+
+
+def idle_sessions_filter(cutoff: datetime, user_id: str | None = None) -> dict[str, Any]:
+    """Sessions last updated before ``cutoff`` (of one user, when given): what ``prune`` deletes."""
+    query: dict[str, Any] = {"updated_at": {"$lt": cutoff}}
+    if user_id is not None:
+        query["user_id"] = user_id
+    return query
+
+
+def user_sessions_filter(user_id: str) -> dict[str, Any]:
+    return {"user_id": user_id}
+
+
+# How an export (and a prune archive) orders a session's messages: agent by agent, in order.
+EXPORT_MESSAGE_SORT = [("agent_id", 1), ("message_id", 1)]
 
 
 def session_from_document(document: Mapping[str, Any]) -> Session:

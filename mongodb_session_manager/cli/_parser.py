@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import schema
 from .._validation import validate_metadata_filter
 from ..errors import InvalidSessionInputError
+from .lifecycle import add_prune, add_users
 
 __all__ = ["PROG", "Handler", "build_parser", "parse_args", "parse_key_value", "parse_positive", "parse_when"]
 
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_sessions(commands, common)
     _add_metrics(commands, common)
+    add_users(commands, common)
 
     serve = commands.add_parser("serve-db", parents=[common], help="run the embedded SecantusDB until Ctrl-C")
     serve.add_argument("--port", type=parse_positive, default=0, help="TCP port (default: any free port)")
@@ -127,6 +129,7 @@ def _add_sessions(
     delete.add_argument("session_id", metavar="ID")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(handler=_sessions("delete_session"))
+    add_prune(actions, common)
 
 
 def _add_metrics(
