@@ -81,8 +81,9 @@ def _phone_like(candidate: str) -> bool:
 
 EMAIL = Mask("EMAIL", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[email]")
 CARD_NUMBER = Mask("CARD_NUMBER", re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)"), "[card]", _luhn)
+# Upper case, compact or in the printed groups of four (ISO 13616).
 IBAN = Mask(
-    "IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", re.IGNORECASE), "[iban]", _iban_valid
+    "IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"), "[iban]", _iban_valid
 )
 PHONE = Mask("PHONE", re.compile(r"(?<![\w+])\+?\(?\d[\d ().-]{5,18}\d(?!\w)"), "[phone]", _phone_like)
 
