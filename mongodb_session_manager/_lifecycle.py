@@ -24,10 +24,24 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from ._plans import Count, Delete, DeleteOp, Find, Flow, Op, UpdateOp, WriteArchive, ask
+from ._encryption import key_name, keyring, open_document, session_key_name, user_key_name
+from ._plans import (
+    Count,
+    Delete,
+    DeleteKeys,
+    DeleteOp,
+    Find,
+    Flow,
+    Op,
+    SessionSnapshot,
+    UpdateOp,
+    WriteArchive,
+    ask,
+)
 from ._validation import validate_user_id
 from .codec import to_bson_datetime
-from .errors import InvalidSessionInputError
+from .encryption import ContentEncryption
+from .errors import ConfigurationError, InvalidSessionInputError
 from .lifecycle import ErasureReceipt, PruneReport
 
 __all__ = [
@@ -43,6 +57,9 @@ __all__ = [
 ]
 
 MaskFunction = Callable[[str], str]
+# What encryption covers in an agent's entry; conversation_manager_state stays in clear (a resume
+# reads its removed_message_count on the server).
+SEALED_AGENT_FIELDS = ("state", "internal_state")
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,10 @@ class Lifecycle:
     expire_after: timedelta | None = None
     keep_last_messages: int | None = None
     mask: tuple[MaskFunction, ...] = ()
+    encryption: ContentEncryption | None = None
     _horizon: datetime | None = None
+    _stored_user: str | None = None
+    _client: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -73,19 +93,65 @@ class Lifecycle:
         expire_after: Any = None,
         keep_last_messages: Any = None,
         mask: Any = None,
+        encryption: Any = None,
     ) -> Lifecycle:
         return cls(
             user_id=None if user_id is None else validate_user_id(user_id),
             expire_after=validate_expire_after(expire_after),
             keep_last_messages=validate_keep_last(keep_last_messages),
             mask=validate_mask(mask),
+            encryption=validate_encryption(encryption),
         )
 
+    def bind(self, client: Any) -> None:
+        """The client whose database holds the session (and, by default, the key vault)."""
+        self._client = client
+
     def observe(self, document: Mapping[str, Any] | None) -> None:
-        """Learn the stored message horizon from a loaded session document."""
+        """Learn the stored message horizon and the session's user from a loaded session document."""
         horizon = None if document is None else document.get("messages_expire_at")
         with self._lock:
             self._horizon = None if horizon is None else to_bson_datetime(horizon)
+            self._stored_user = None if document is None else document.get("user_id")
+
+    # --- encryption (on the I/O threads: sealing may read the key vault) --------------------
+
+    def sealer(self, session_id: str) -> Callable[[Any], Any] | None:
+        """Encrypts a value with the session's data key, or None without encryption."""
+        if self.encryption is None:
+            return None
+        ring = keyring(self.encryption, self._client)
+        name = key_name(session_id, self.user_id or self._stored_user)
+
+        def seal(value: Any) -> Any:
+            return ring.seal(value, name)
+
+        return seal
+
+    def seal_state(self, session_id: str, state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """An agent's fields as stored: ``state`` and ``internal_state`` encrypted."""
+        seal = self.sealer(session_id)
+        if seal is None or state is None:
+            return state
+        return {**state, **{name: seal(state[name]) for name in SEALED_AGENT_FIELDS if name in state}}
+
+    def open_snapshot(self, session_id: str, snapshot: SessionSnapshot | None) -> SessionSnapshot | None:
+        """A loaded session with its agents' state and its window decrypted."""
+        if self.encryption is None or snapshot is None:
+            return snapshot
+        ring = keyring(self.encryption, self._client)
+        where = f"session_id=<{session_id}>"
+        document = dict(snapshot.document)
+        agents = document.get("agents") or {}
+        document["agents"] = {
+            agent_id: open_document(ring, entry, SEALED_AGENT_FIELDS, where)
+            for agent_id, entry in agents.items()
+        }
+        for message in snapshot.window:
+            message.message = ring.open(message.message, where)
+            if message.redact_message is not None:
+                message.redact_message = ring.open(message.redact_message, where)
+        return SessionSnapshot(document, snapshot.agent_id, snapshot.window)
 
     def stamp(self, now: datetime | None = None) -> Stamp | None:
         """The expiry the next write sets, or None without ``expire_after``."""
@@ -154,6 +220,12 @@ def validate_expire_after(value: Any) -> timedelta | None:
             f"expire_after must be a timedelta of at least 1 second, got {value!r}"
         )
     return value
+
+
+def validate_encryption(value: Any) -> ContentEncryption | None:
+    if value is None or isinstance(value, ContentEncryption):
+        return value
+    raise ConfigurationError(f"encryption must be a ContentEncryption, got {type(value).__name__}")
 
 
 def validate_older_than(value: Any) -> timedelta:
@@ -243,11 +315,13 @@ def prune_flow(
     return PruneReport(cutoff, False, tuple(pruned), len(pruned), messages, tuple(archived))
 
 
-def erase_user_flow(user_id: str) -> Flow[ErasureReceipt]:
-    """Delete every session of ``user_id`` and every message of those sessions.
+def erase_user_flow(user_id: str, key_vault_namespace: str) -> Flow[ErasureReceipt]:
+    """Delete every session of ``user_id``, every message of those sessions, and their data keys.
 
     Messages go before their session (so none is left behind without a session naming its
-    user) and once more after it, for a turn that was being written meanwhile.
+    user) and once more after it, for a turn that was being written meanwhile. Last the keys:
+    the user's, and those of sessions encrypted before they had a user; without them no copy of
+    the user's documents (a backup, an archive) can be decrypted.
     """
     erased_at = schema.utcnow()
     session_ids: list[str] = []
@@ -264,4 +338,7 @@ def erase_user_flow(user_id: str) -> Flow[ErasureReceipt]:
         sessions += yield ask(Delete("sessions", {"_id": {"$in": ids}, "user_id": user_id}), "erase user")
         messages += yield ask(Delete("messages", {"session_id": {"$in": ids}}), "erase user")
         session_ids.extend(ids)
-    return ErasureReceipt(user_id, erased_at, tuple(sorted(set(session_ids))), sessions, messages)
+    erased = tuple(sorted(set(session_ids)))
+    names = (user_key_name(user_id), *(session_key_name(session_id) for session_id in erased))
+    keys = yield ask(DeleteKeys(key_vault_namespace, names), "erase user keys")
+    return ErasureReceipt(user_id, erased_at, erased, sessions, messages, int(keys))

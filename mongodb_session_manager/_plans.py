@@ -82,6 +82,7 @@ class MessageWrite:
     incomplete_reason: str | None = None
     expires_at: datetime | None = None  # the session's message expiry horizon (see _lifecycle)
     mask: Sequence[Callable[[str], str]] = ()  # applied to its text before it is stored
+    seal: Callable[[Any], Any] | None = None  # encrypts its content (after masking), see _encryption
 
 
 @dataclass(frozen=True)
@@ -264,8 +265,17 @@ class WriteArchive:
     messages: list[Document]
 
 
+@dataclass(frozen=True)
+class DeleteKeys:
+    """Delete data keys by alt name from the key vault ``namespace`` ("db.collection"); answers the count."""
+
+    namespace: str
+    key_alt_names: tuple[str, ...]
+
+
 Request = (
-    FindOne
+    DeleteKeys
+    | FindOne
     | Find
     | Aggregate
     | Update
@@ -332,6 +342,7 @@ def write_flow(
             incomplete_reason=message.incomplete_reason,
             expires_at=message.expires_at,
             mask=message.mask,
+            seal=message.seal,
         )
         plan = write_plan(session_id, document, write)
         conflict = yield ask(RunPlan(plan), "write message")

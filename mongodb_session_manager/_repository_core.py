@@ -188,8 +188,13 @@ class RepositoryCore:
             raise InvalidSessionInputError(f"archive_to must be a directory: {directory}")
         return prune_flow(schema.utcnow() - older_than, user_id, dry_run=dry_run, archive_to=directory)
 
-    def _erase_user(self, user_id: str) -> Flow[ErasureReceipt]:
-        return erase_user_flow(validate_user_id(user_id))
+    def _erase_user(self, user_id: str, key_vault_namespace: str) -> Flow[ErasureReceipt]:
+        database, _, collection = str(key_vault_namespace).partition(".")
+        if not database or not collection:
+            raise InvalidSessionInputError(
+                f"key_vault_namespace must be 'database.collection', got {key_vault_namespace!r}"
+            )
+        return erase_user_flow(validate_user_id(user_id), key_vault_namespace)
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -250,6 +255,7 @@ class RepositoryCore:
         agent_id: str,
         session_message: SessionMessage,
         mask: Sequence[Callable[[str], str]] = (),
+        seal: Callable[[Any], Any] | None = None,
     ) -> Flow[None]:
         validate_session_id(session_id)
         validate_agent_id(agent_id)
@@ -260,7 +266,7 @@ class RepositoryCore:
                 Update(
                     "messages",
                     schema.message_filter(session_id, agent_id, session_message.message_id),
-                    schema.update_message_update(session_message, mask),
+                    schema.update_message_update(session_message, mask, seal),
                 ),
                 "update message",
             )

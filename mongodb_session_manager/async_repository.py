@@ -29,6 +29,7 @@ from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteKeys,
     DeleteOp,
     EnsureIndexes,
     Find,
@@ -49,6 +50,7 @@ from ._plans import (
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
+from .encryption import DEFAULT_KEY_VAULT_NAMESPACE
 from .lifecycle import ErasureReceipt, PruneReport
 from .pool import DRIVER_INFO
 
@@ -189,9 +191,15 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """
         return await self._drive(self._prune(older_than, user_id, dry_run, archive_to))
 
-    async def erase_user(self, user_id: str) -> ErasureReceipt:
-        """Delete every session of ``user_id`` and all their messages; the receipt counts them."""
-        return await self._drive(self._erase_user(user_id))
+    async def erase_user(
+        self, user_id: str, *, key_vault_namespace: str = DEFAULT_KEY_VAULT_NAMESPACE
+    ) -> ErasureReceipt:
+        """Delete every session of ``user_id``, all their messages and the user's data keys.
+
+        The receipt counts what was removed. The keys are looked for in ``key_vault_namespace``
+        on this repository's client (see :mod:`.encryption`).
+        """
+        return await self._drive(self._erase_user(user_id, key_vault_namespace))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -219,7 +227,11 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     async def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        await self._drive(self._update_message(session_id, agent_id, session_message, kwargs.get("mask", ())))
+        await self._drive(
+            self._update_message(
+                session_id, agent_id, session_message, kwargs.get("mask", ()), kwargs.get("seal")
+            )
+        )
 
     async def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -301,6 +313,12 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             return await self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return await self.ensure_indexes()
+        if isinstance(request, DeleteKeys):
+            vault_database, _, vault_collection = request.namespace.partition(".")
+            vault = self.client[vault_database][vault_collection]
+            with translate_driver_errors(step.operation):
+                deleted = await vault.delete_many({"keyAltNames": {"$in": list(request.key_alt_names)}})
+            return deleted.deleted_count
         if isinstance(request, WriteArchive):  # local disk: never on the event loop's thread
             return await asyncio.to_thread(
                 write_archive, request.directory, request.session, request.messages

@@ -18,6 +18,7 @@ from ._io import run_io
 from ._lifecycle import Lifecycle
 from ._redact import redact_uri
 from .config import StoreConfig
+from .encryption import ContentEncryption
 from .errors import ConfigurationError, FactoryNotInitializedError
 from .manager import MongoDBSessionManager
 from .pool import new_client
@@ -46,12 +47,18 @@ class MongoDBSessionManagerFactory:
         expire_after: timedelta | None = None,
         keep_last_messages: int | None = None,
         mask: Sequence[Callable[[str], str]] | None = None,
+        encryption: ContentEncryption | None = None,
         **client_options: Any,
     ) -> None:
         self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
         # Lifecycle defaults of every manager handed out (each can override them per session).
-        Lifecycle.build(expire_after=expire_after, keep_last_messages=keep_last_messages, mask=mask)
-        lifecycle = {"expire_after": expire_after, "keep_last_messages": keep_last_messages, "mask": mask}
+        lifecycle = {
+            "expire_after": expire_after,
+            "keep_last_messages": keep_last_messages,
+            "mask": mask,
+            "encryption": encryption,
+        }
+        Lifecycle.build(**lifecycle)
         self._manager_defaults = {name: value for name, value in lifecycle.items() if value is not None}
         self._connection_string = connection_string
         self._owns_client = not self.config.borrowed
@@ -74,7 +81,8 @@ class MongoDBSessionManagerFactory:
         """A manager for ``session_id``; ``overrides`` are :class:`MongoDBSessionManager` options.
 
         ``database_name``/``collection_name`` overrides get their own repository on the same client;
-        ``user_id``, ``expire_after``, ``keep_last_messages`` and ``mask`` apply to this session.
+        ``user_id``, ``expire_after``, ``keep_last_messages``, ``mask`` and ``encryption`` apply to
+        this session (the last four default to the factory's).
         """
         self._ensure_open()
         repository = self._repository_for(overrides)

@@ -48,6 +48,7 @@ from ._io import Lane, on_loop_thread
 from ._lifecycle import Lifecycle, check_user
 from ._plans import MessageWrite, NewAgent, SessionSnapshot, SessionWrite
 from ._validation import validate_agent_id, validate_session_id
+from .encryption import ContentEncryption
 from .errors import ConfigurationError, InvalidSessionInputError, MongoDBSessionError
 from .metrics.capture import TurnStatus, TurnTracker, has_tool_use, message_text
 from .repository import MongoDBSessionRepository
@@ -123,11 +124,16 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         expire_after: timedelta | None = None,
         keep_last_messages: int | None = None,
         mask: Sequence[Callable[[str], str]] | None = None,
+        encryption: ContentEncryption | None = None,
         **client_options: Any,
     ) -> None:
         self.session_id = validate_session_id(session_id)
         self._lifecycle = Lifecycle.build(
-            user_id=user_id, expire_after=expire_after, keep_last_messages=keep_last_messages, mask=mask
+            user_id=user_id,
+            expire_after=expire_after,
+            keep_last_messages=keep_last_messages,
+            mask=mask,
+            encryption=encryption,
         )
         if repository is None:
             repository = MongoDBSessionRepository(
@@ -144,6 +150,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             if ignored:
                 raise ConfigurationError(f"{ignored} cannot apply to a repository you passed in")
         self.repository = repository
+        self._lifecycle.bind(repository.client)
         self._metadata = dict(metadata or {})
         schema.session_list_filter(metadata=self._metadata)  # refuse operator keys before any write
         self._slots: dict[str, _Slot] = {}
@@ -241,7 +248,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         create = None
         if not slot.stored:
             current = state if state is not None else compat.agent_state(slot.agent)
-            create = NewAgent(self._session_fields(), schema.agent_entry(current))
+            sealed = self._lifecycle.seal_state(self.session_id, current)
+            create = NewAgent(self._session_fields(), schema.agent_entry(sealed or current))
             changed = None  # the new entry holds the state
             state = current
         turn_record = None
@@ -251,7 +259,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         extra = self._lifecycle.ride_along(
             self.session_id, agent_id, stamp, changed, contiguous=not slot.contended
         )
-        write = SessionWrite(agent_id, changed, job.totals, turn_record, create, extra=extra)
+        sealed_change = self._lifecycle.seal_state(self.session_id, changed)
+        write = SessionWrite(agent_id, sealed_change, job.totals, turn_record, create, extra=extra)
         message = None
         if job.message is not None:
             session_message = SessionMessage.from_message(job.message, self._next_message_id(slot))
@@ -261,6 +270,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 job.incomplete_reason,
                 expires_at=None if stamp is None else stamp.messages_expire_at,
                 mask=self._lifecycle.mask,
+                seal=self._lifecycle.sealer(self.session_id),
             )
         stored_id = self.repository.write(
             self.session_id,
@@ -410,7 +420,11 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         latest = slot.records[-1]
         latest.redact_message = redact_message
         self.repository.update_message(
-            self.session_id, slot.agent.agent_id, latest, mask=self._lifecycle.mask
+            self.session_id,
+            slot.agent.agent_id,
+            latest,
+            mask=self._lifecycle.mask,
+            seal=self._lifecycle.sealer(self.session_id),
         )
 
     def initialize_multi_agent(self, source: MultiAgentBase, **kwargs: Any) -> None:
@@ -547,7 +561,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             if stored is None:  # stored before it had a user: it becomes this user's, once
                 stored = self.repository.claim_user(self.session_id, user_id)
             check_user(self.session_id, stored, user_id)
-        return snapshot
+        return self._lifecycle.open_snapshot(self.session_id, snapshot)
 
 
 def normalise_message(message: Message | Mapping[str, Any]) -> Message:

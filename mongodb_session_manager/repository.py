@@ -28,6 +28,7 @@ from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteKeys,
     DeleteOp,
     EnsureIndexes,
     Find,
@@ -48,6 +49,7 @@ from ._plans import (
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
+from .encryption import DEFAULT_KEY_VAULT_NAMESPACE
 from .lifecycle import ErasureReceipt, PruneReport
 from .pool import MongoDBConnectionPool
 
@@ -173,9 +175,15 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """
         return self._drive(self._prune(older_than, user_id, dry_run, archive_to))
 
-    def erase_user(self, user_id: str) -> ErasureReceipt:
-        """Delete every session of ``user_id`` and all their messages; the receipt counts them."""
-        return self._drive(self._erase_user(user_id))
+    def erase_user(
+        self, user_id: str, *, key_vault_namespace: str = DEFAULT_KEY_VAULT_NAMESPACE
+    ) -> ErasureReceipt:
+        """Delete every session of ``user_id``, all their messages and the user's data keys.
+
+        The receipt counts what was removed. The keys are looked for in ``key_vault_namespace``
+        on this repository's client (see :mod:`.encryption`).
+        """
+        return self._drive(self._erase_user(user_id, key_vault_namespace))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -203,7 +211,11 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        self._drive(self._update_message(session_id, agent_id, session_message, kwargs.get("mask", ())))
+        self._drive(
+            self._update_message(
+                session_id, agent_id, session_message, kwargs.get("mask", ()), kwargs.get("seal")
+            )
+        )
 
     def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -290,6 +302,12 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             return self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return self.ensure_indexes()
+        if isinstance(request, DeleteKeys):
+            vault_database, _, vault_collection = request.namespace.partition(".")
+            vault = self.client[vault_database][vault_collection]
+            with translate_driver_errors(step.operation):
+                deleted = vault.delete_many({"keyAltNames": {"$in": list(request.key_alt_names)}})
+            return deleted.deleted_count
         if isinstance(request, WriteArchive):
             return write_archive(request.directory, request.session, request.messages)
         collection = self._collection_for(request.target)

@@ -489,17 +489,23 @@ def message_document(
     incomplete_reason: str | None = None,
     expires_at: datetime | None = None,
     mask: Sequence[Callable[[str], str]] = (),
+    seal: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
-    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates, text is masked."""
-    message: Message = mask_message(session_message.message, mask)
+    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates, text is masked.
+
+    ``seal`` (encryption) turns the masked message and its redacted form into ciphertext.
+    """
+    message: Any = _stored(mask_message(session_message.message, mask), seal)
     redact_message = session_message.redact_message
     document: dict[str, Any] = {
         "session_id": session_id,
         "agent_id": agent_id,
         "message_id": session_message.message_id,
-        "role": message.get("role"),
+        "role": session_message.message.get("role"),
         "message": message,
-        "redact_message": None if redact_message is None else mask_message(redact_message, mask),
+        "redact_message": None
+        if redact_message is None
+        else _stored(mask_message(redact_message, mask), seal),
         "created_at": to_bson_datetime(session_message.created_at),
         "updated_at": to_bson_datetime(session_message.updated_at),
     }
@@ -510,6 +516,10 @@ def message_document(
     if incomplete_reason is not None:
         document["incomplete"] = {"reason": incomplete_reason}
     return document
+
+
+def _stored(message: Message, seal: Callable[[Any], Any] | None) -> Any:
+    return message if seal is None else seal(dict(message))
 
 
 def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
@@ -523,13 +533,17 @@ def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
 
 
 def update_message_update(
-    session_message: SessionMessage, mask: Sequence[Callable[[str], str]] = ()
+    session_message: SessionMessage,
+    mask: Sequence[Callable[[str], str]] = (),
+    seal: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     redact_message = session_message.redact_message
     return {
         "$set": {
-            "message": mask_message(session_message.message, mask),
-            "redact_message": None if redact_message is None else mask_message(redact_message, mask),
+            "message": _stored(mask_message(session_message.message, mask), seal),
+            "redact_message": None
+            if redact_message is None
+            else _stored(mask_message(redact_message, mask), seal),
             "updated_at": utcnow(),
         }
     }

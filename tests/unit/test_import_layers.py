@@ -48,6 +48,8 @@ LAYERS: dict[str, frozenset[str]] = {
             "lifecycle",
             "_export",
             "masking",
+            "encryption",
+            "_encryption",
         }
     ),
     "storage": frozenset({"repository", "async_repository", "_repository_core", "pool"}),
