@@ -5,14 +5,18 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
 ``sessions``: one small, bounded document per session::
 
     {_id: <session_id>, schema_version: 1, session_type, created_at, updated_at,
-     metadata: {...}, agents: {<agent_id>: {state, conversation_manager_state, internal_state,
+     user_id?, expires_at?, messages_expire_at?, metadata: {...}, agents: {<agent_id>: {state, conversation_manager_state, internal_state,
      created_at, updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
      totals: {...}}
 
 ``sessions_messages``: one document per message, unique on (session_id, agent_id, message_id)::
 
     {session_id, agent_id, message_id, role, message, redact_message, created_at, updated_at,
-     event_loop_metrics?: {...}}
+     expires_at?, event_loop_metrics?: {...}}
+
+``user_id`` is set once; ``expires_at`` (TTL) with ``expire_after`` (see :mod:`._lifecycle`);
+``message``/``redact_message`` and the agents' ``state``/``internal_state`` are BSON binary
+subtype 6 with encryption (see :mod:`.encryption`).
 
 Everything here is a pure function returning plain dicts: no client, no I/O. Both repositories
 (sync and async) send exactly what these builders make.
