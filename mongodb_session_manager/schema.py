@@ -5,8 +5,9 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
 ``sessions``: one small, bounded document per session::
 
     {_id: <session_id>, schema_version: 1, session_type, created_at, updated_at,
-     user_id?, expires_at?, messages_expire_at?, metadata: {...}, agents: {<agent_id>: {state, conversation_manager_state, internal_state,
-     created_at, updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
+     user_id?, expires_at?, messages_expire_at?, metadata: {...},
+     agents: {<agent_id>: {state, conversation_manager_state, internal_state, created_at,
+     updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
      totals: {...}}
 
 ``sessions_messages``: one document per message, unique on (session_id, agent_id, message_id)::
