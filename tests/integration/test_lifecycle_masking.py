@@ -91,3 +91,20 @@ def test_tool_input_and_result_are_masked(client: Client, database_name: str) ->
 def test_a_mask_must_be_a_list_of_callables(client: Client, bad: Any) -> None:
     with pytest.raises(InvalidSessionInputError, match="mask"):
         MongoDBSessionManager("s", client=client, mask=bad)
+
+
+def test_a_guardrail_redaction_is_masked_on_its_way_to_storage_too(
+    client: Client, database_name: str
+) -> None:
+    manager = MongoDBSessionManager("r", client=client, database_name=database_name, mask=[EMAIL])
+    agent = Agent(
+        agent_id="assistant", model=ScriptedModel(["Sure."]), session_manager=manager, callback_handler=None
+    )
+    agent("hello")
+    manager.redact_latest_message(
+        {"role": "assistant", "content": [{"text": "blocked; ask jane@example.com"}]}, agent
+    )
+    manager.close()
+    latest = client[database_name].sessions_messages.find_one({"session_id": "r", "message_id": 1})
+    assert latest is not None
+    assert latest["redact_message"]["content"][0]["text"] == "blocked; ask [email]"
