@@ -14,6 +14,7 @@ from .errors import (
     SessionDecryptionError,
     SessionNotFoundError,
     StoreUnavailableError,
+    TurnAlreadyStoredError,
 )
 from .factory import (
     MongoDBSessionManagerFactory,
@@ -68,6 +69,7 @@ __all__ = [
     "SessionRank",
     "StoreUnavailableError",
     "ToolUsage",
+    "TurnAlreadyStoredError",
     "TurnMetrics",
     "TurnTracker",
     "close_global_factory",

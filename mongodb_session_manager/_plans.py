@@ -83,6 +83,37 @@ class MessageWrite:
     expires_at: datetime | None = None  # the session's message expiry horizon (see _lifecycle)
     mask: Sequence[Callable[[str], str]] = ()  # applied to its text before it is stored
     seal: Callable[[Any], Any] | None = None  # encrypts its content (after masking), see _encryption
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The turn lease riding in a write: taken by the turn's first write, released by its last.
+
+    ``take``: the write starts with :func:`schema.lease_take_filter`'s upsert, so it stops
+    before its message when another writer holds the lease (the flow raises :class:`LeaseHeld`).
+    ``until``: when a taken (or renewed) lease expires by itself. ``release``: the write ends
+    by giving the lease back. ``agent``: on a take, the agent entry to recreate with a session
+    document that vanished (None for an agent the session does not hold yet).
+    """
+
+    owner: str
+    until: datetime
+    take: bool = False
+    release: bool = False
+    agent: Mapping[str, Any] | None = None
+
+
+class LeaseHeld(Exception):
+    """Internal: another writer holds the agent's turn lease until ``until``."""
+
+    def __init__(self, until: datetime | None) -> None:
+        super().__init__(f"the turn lease is held until {until}")
+        self.until = until
+
+
+class StaleWindow(Exception):
+    """Internal: the lease was taken, but another writer stored messages the caller has not seen."""
 
 
 @dataclass(frozen=True)
@@ -101,11 +132,20 @@ class SessionWrite:
     turn_record: tuple[int, Mapping[str, Any]] | None = None
     create: NewAgent | None = None
     update: Mapping[str, Any] | None = None  # a prepared update of the session document instead
-    extra: tuple[Op, ...] = ()  # lifecycle writes riding along (expiry renewal, trimming), last
+    extra: tuple[Op, ...] = ()  # lifecycle writes riding along (expiry renewal, trimming)
+    lease: Lease | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.agent or self.totals or self.turn_record or self.create or self.update or self.extra)
+        return not (
+            self.agent
+            or self.totals
+            or self.turn_record
+            or self.create
+            or self.update
+            or self.lease
+            or self.extra
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +159,17 @@ class NewAgent:
 def write_plan(session_id: str, message: Document | None, write: SessionWrite | None) -> Plan:
     """The ordered writes for one message and/or one session change."""
     ops: list[Op] = []
+    lease = None if write is None else write.lease
+    if write is not None and lease is not None and lease.take:
+        session = write.create.session if write.create is not None else {}
+        ops.append(
+            UpdateOp(
+                "sessions",
+                schema.lease_take_filter(session_id, write.agent_id, lease.owner, schema.utcnow()),
+                schema.lease_take_update(write.agent_id, lease.owner, lease.until, session, lease.agent),
+                True,
+            )
+        )
     if write is not None and write.create is not None:
         ops.append(
             UpdateOp(
@@ -138,7 +189,7 @@ def write_plan(session_id: str, message: Document | None, write: SessionWrite | 
         ops.append(InsertOp("messages", message))
     if write is not None and write.update is not None:
         ops.append(UpdateOp("sessions", {"_id": session_id}, write.update))
-    elif write is not None and (write.agent or write.totals or message is None):
+    elif write is not None and (write.agent or write.totals or (message is None and lease is None)):
         ops.append(
             UpdateOp(
                 "sessions",
@@ -157,6 +208,15 @@ def write_plan(session_id: str, message: Document | None, write: SessionWrite | 
         )
     if write is not None:
         ops.extend(write.extra)
+    if write is not None and lease is not None and (lease.release or not lease.take):
+        update = (
+            schema.lease_release_update(write.agent_id)
+            if lease.release
+            else schema.lease_renew_update(write.agent_id, lease.until)
+        )
+        ops.append(
+            UpdateOp("sessions", schema.lease_release_filter(session_id, write.agent_id, lease.owner), update)
+        )
     return Plan(tuple(ops), message_index)
 
 
@@ -322,11 +382,18 @@ def write_flow(
     Returns the id the message was stored under (also written back into its ``SessionMessage``).
     """
     yield ask(EnsureIndexes(), "create indexes")
+    lease = None if write is None else write.lease
+    taking = lease is not None and lease.take
     if message is None:
         plan = write_plan(session_id, None, write)
         for _ in range(2):  # a racing first write may take the session upsert: the retry matches
-            if plan.ops and (yield ask(RunPlan(plan), "update session")) is None:
+            if not plan.ops:
                 break
+            conflict = yield ask(RunPlan(plan), "update session")
+            if conflict is None:
+                break
+            if lease is not None and taking and conflict == 0:
+                yield from _check_lease(session_id, agent_id, lease.owner)
         return None
     session_message = message.session_message
     message_id = session_message.message_id
@@ -343,13 +410,19 @@ def write_flow(
             expires_at=message.expires_at,
             mask=message.mask,
             seal=message.seal,
+            idempotency_key=message.idempotency_key,
         )
         plan = write_plan(session_id, document, write)
         conflict = yield ask(RunPlan(plan), "write message")
         if conflict is None:
             return message_id
+        if lease is not None and taking and conflict == 0:
+            yield from _check_lease(session_id, agent_id, lease.owner)
+            continue  # free after all (a racing first write created the session): try again
         if conflict != plan.message_index:
             continue  # the session upsert raced another first write; it exists now
+        if taking:
+            raise StaleWindow()  # the lease is ours now, but another writer's turn came first
         tail = yield from _read_tail(session_id, agent_id, message_id)
         # First retry: right after the tail, which keeps the order of writers taking turns. If
         # that loses too, a writer still inserting optimistically is racing for tail + 1 and wins
@@ -360,6 +433,52 @@ def write_flow(
         f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
         f"no free message id after {MAX_ID_ATTEMPTS} attempts"
     )
+
+
+def _check_lease(session_id: str, agent_id: str, owner: str) -> Flow[None]:
+    """After a take failed on ``_id``: raise :class:`LeaseHeld` unless the lease is free now."""
+    path = schema.lease_path(agent_id)
+    document = yield ask(FindOne("sessions", {"_id": session_id}, {path: 1}), "read turn lease")
+    held = ((document or {}).get("leases") or {}).get(agent_id)
+    if held and held.get("owner") != owner and held.get("until") is not None:
+        until = held["until"]
+        until = until if until.tzinfo else until.replace(tzinfo=schema.utcnow().tzinfo)
+        if until >= schema.utcnow():
+            raise LeaseHeld(until)
+
+
+def find_turn_flow(
+    session_id: str, agent_id: str, idempotency_key: str
+) -> Flow[tuple[SessionMessage, ...] | None]:
+    """The turn stored with ``idempotency_key``: its prompt and the messages up to the next prompt."""
+    documents = yield ask(
+        Find("messages", schema.turn_key_filter(session_id, agent_id, idempotency_key), limit=1),
+        "find stored turn",
+    )
+    if not documents:
+        return None
+    prompt = schema.message_from_document(documents[0])
+    following = yield ask(
+        Find(
+            "messages",
+            schema.message_window_filter(session_id, agent_id, prompt.message_id + 1),
+            sort=schema.MESSAGE_SORT,
+            limit=64,
+        ),
+        "find stored turn",
+    )
+    turn = [prompt]
+    for document in following:
+        record = schema.message_from_document(document)
+        if document.get("idempotency_key") is not None or _is_prompt(record.message):
+            break
+        turn.append(record)
+    return tuple(turn)
+
+
+def _is_prompt(message: Mapping[str, Any]) -> bool:
+    content = message.get("content") or []
+    return message.get("role") == "user" and not any("toolResult" in block for block in content)
 
 
 def _read_tail(session_id: str, agent_id: str, from_message_id: int) -> Flow[int]:

@@ -31,11 +31,18 @@ from ._plans import (
     SessionWrite,
     Update,
     ask,
+    find_turn_flow,
     list_messages_flow,
     load_flow,
     write_flow,
 )
-from ._validation import validate_agent_id, validate_message_id, validate_session_id, validate_user_id
+from ._validation import (
+    validate_agent_id,
+    validate_idempotency_key,
+    validate_message_id,
+    validate_session_id,
+    validate_user_id,
+)
 from .config import StoreConfig
 from .errors import InvalidSessionInputError, SessionNotFoundError
 from .lifecycle import ErasureReceipt, PruneReport
@@ -304,6 +311,14 @@ class RepositoryCore:
         if write is not None and write.agent_id != agent_id:
             raise InvalidSessionInputError("a session write belongs to the agent it is written for")
         return write_flow(session_id, agent_id, message, write, allocate_first=allocate_first)
+
+    def _find_turn(
+        self, session_id: str, agent_id: str, idempotency_key: str
+    ) -> Flow[tuple[SessionMessage, ...] | None]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
+        validate_idempotency_key(idempotency_key)
+        return find_turn_flow(session_id, agent_id, idempotency_key)
 
     def _write_message(
         self,

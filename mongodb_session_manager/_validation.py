@@ -44,6 +44,18 @@ def validate_message_id(message_id: Any) -> int:
     return message_id
 
 
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
+
+
+def validate_idempotency_key(key: Any) -> str:
+    """An idempotency key: a non-empty ``str`` of at most 256 characters."""
+    if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidSessionInputError(
+            f"idempotency_key must be a non-empty str of at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+        )
+    return key
+
+
 def validate_metadata_filter(metadata: Any) -> dict[str, Any]:
     """Return a metadata filter as a new dict if it is a plain equality match, else raise.
 

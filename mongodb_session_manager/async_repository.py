@@ -240,6 +240,12 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         contiguous = bool(kwargs.get("contiguous"))
         return await self._drive(self._list_messages(session_id, agent_id, limit, offset, contiguous))
 
+    async def find_turn(
+        self, session_id: str, agent_id: str, idempotency_key: str
+    ) -> tuple[SessionMessage, ...] | None:
+        """The turn a prompt stored with ``idempotency_key`` started: the prompt, then its replies."""
+        return await self._drive(self._find_turn(session_id, agent_id, idempotency_key))
+
     # --- the hot path -------------------------------------------------------------------------
 
     async def write(

@@ -228,6 +228,12 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         contiguous = bool(kwargs.get("contiguous"))
         return self._drive(self._list_messages(session_id, agent_id, limit, offset, contiguous))
 
+    def find_turn(
+        self, session_id: str, agent_id: str, idempotency_key: str
+    ) -> tuple[SessionMessage, ...] | None:
+        """The turn a prompt stored with ``idempotency_key`` started: the prompt, then its replies."""
+        return self._drive(self._find_turn(session_id, agent_id, idempotency_key))
+
     # --- the hot path: one round trip per message -------------------------------------------
 
     def write(

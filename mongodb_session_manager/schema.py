@@ -8,12 +8,14 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
      user_id?, expires_at?, messages_expire_at?, metadata: {...},
      agents: {<agent_id>: {state, conversation_manager_state, internal_state, created_at,
      updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
-     totals: {...}}
+     totals: {...}, leases?: {<agent_id>: {owner, until}}}
+
+``leases`` holds the one writer of each agent while a turn runs (see :func:`lease_take_filter`).
 
 ``sessions_messages``: one document per message, unique on (session_id, agent_id, message_id)::
 
     {session_id, agent_id, message_id, role, message, redact_message, created_at, updated_at,
-     expires_at?, event_loop_metrics?: {...}}
+     expires_at?, event_loop_metrics?: {...}, incomplete?: {reason}, idempotency_key?}
 
 ``user_id`` is set once; ``expires_at`` (TTL) with ``expire_after`` (see :mod:`._lifecycle`);
 ``message``/``redact_message`` and the agents' ``state``/``internal_state`` are BSON binary
@@ -68,6 +70,12 @@ __all__ = [
     "idle_sessions_filter",
     "index_models",
     "is_expired",
+    "lease_path",
+    "lease_release_filter",
+    "lease_release_update",
+    "lease_renew_update",
+    "lease_take_filter",
+    "lease_take_update",
     "live",
     "live_session_filter",
     "message_document",
@@ -88,6 +96,7 @@ __all__ = [
     "session_summary",
     "session_update",
     "trimmed_messages_filter",
+    "turn_key_filter",
     "turn_record_update",
     "unclaimed_session_filter",
     "update_message_update",
@@ -153,6 +162,12 @@ MESSAGE_INDEXES = (
     ),
     # expire_after: messages carry an expires_at at or after their session's (see _lifecycle).
     IndexSpec((("expires_at", 1),), "expires_at_ttl", {"expireAfterSeconds": 0}),
+    # Finds the stored turn of a retried request by its idempotency key (keyed prompts only).
+    IndexSpec(
+        (("session_id", 1), ("agent_id", 1), ("idempotency_key", 1)),
+        "session_agent_idempotency_key",
+        {"partialFilterExpression": {"idempotency_key": {"$exists": True}}},
+    ),
 )
 
 
@@ -412,6 +427,57 @@ def allocate_message_id_update(agent_id: str, floor: int) -> list[dict[str, Any]
     ]
 
 
+# --- leases: one writer per (session, agent) while a turn runs ---------------------------------
+
+
+def lease_path(agent_id: str, *fields: str) -> str:
+    return ".".join(("leases", agent_id, *fields))
+
+
+def lease_take_filter(session_id: str, agent_id: str, owner: str, now: datetime) -> dict[str, Any]:
+    """Matches the session while the agent's lease is free, expired, or already ``owner``'s.
+
+    Used with ``upsert=True``: when another writer holds the lease nothing matches, the upsert
+    inserts ``_id`` again and fails on the ``_id`` index, which stops the ordered write before
+    the turn's message is inserted. When the document does not exist the upsert creates it.
+    """
+    return {
+        "_id": session_id,
+        "$or": [
+            {lease_path(agent_id): {"$exists": False}},
+            {lease_path(agent_id, "until"): {"$lt": now}},
+            {lease_path(agent_id, "owner"): owner},
+        ],
+    }
+
+
+def lease_take_update(
+    agent_id: str,
+    owner: str,
+    until: datetime,
+    session: Mapping[str, Any],
+    agent: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Take the lease; a missing session document is created (with the agent entry, if given)."""
+    on_insert = {k: v for k, v in session.items() if k != "_id"}
+    if agent is not None:
+        on_insert["agents"] = {agent_id: dict(agent)}
+    return {"$set": {lease_path(agent_id): {"owner": owner, "until": until}}, "$setOnInsert": on_insert}
+
+
+def lease_release_filter(session_id: str, agent_id: str, owner: str) -> dict[str, Any]:
+    """Matches only while ``owner`` still holds the lease (an expired one may be another's now)."""
+    return {"_id": session_id, lease_path(agent_id, "owner"): owner}
+
+
+def lease_release_update(agent_id: str) -> dict[str, Any]:
+    return {"$unset": {lease_path(agent_id): ""}}
+
+
+def lease_renew_update(agent_id: str, until: datetime) -> dict[str, Any]:
+    return {"$set": {lease_path(agent_id, "until"): until}}
+
+
 # --- multi-agents -----------------------------------------------------------------------------
 
 
@@ -495,6 +561,7 @@ def message_document(
     expires_at: datetime | None = None,
     mask: Sequence[Callable[[str], str]] = (),
     seal: Callable[[Any], Any] | None = None,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates, text is masked.
 
@@ -520,11 +587,18 @@ def message_document(
         document["event_loop_metrics"] = dict(event_loop_metrics)
     if incomplete_reason is not None:
         document["incomplete"] = {"reason": incomplete_reason}
+    if idempotency_key is not None:
+        document["idempotency_key"] = idempotency_key
     return document
 
 
 def _stored(message: Message, seal: Callable[[Any], Any] | None) -> Any:
     return message if seal is None else seal(dict(message))
+
+
+def turn_key_filter(session_id: str, agent_id: str, idempotency_key: str) -> dict[str, Any]:
+    """The prompt stored with ``idempotency_key`` (served by its partial index)."""
+    return {"session_id": session_id, "agent_id": agent_id, "idempotency_key": idempotency_key}
 
 
 def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
@@ -542,16 +616,22 @@ def update_message_update(
     mask: Sequence[Callable[[str], str]] = (),
     seal: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
+    """Rewrite a stored message; one marked incomplete in its metadata keeps ``incomplete`` in step.
+
+    ``mask`` and ``seal`` as in :func:`message_document`: a rewrite is stored like the original.
+    """
     redact_message = session_message.redact_message
-    return {
-        "$set": {
-            "message": _stored(mask_message(session_message.message, mask), seal),
-            "redact_message": None
-            if redact_message is None
-            else _stored(mask_message(redact_message, mask), seal),
-            "updated_at": utcnow(),
-        }
+    fields: dict[str, Any] = {
+        "message": _stored(mask_message(session_message.message, mask), seal),
+        "redact_message": None
+        if redact_message is None
+        else _stored(mask_message(redact_message, mask), seal),
+        "updated_at": utcnow(),
     }
+    custom = (session_message.message.get("metadata") or {}).get("custom") or {}
+    if isinstance(custom, Mapping) and custom.get("incomplete"):
+        fields["incomplete"] = {"reason": str(custom.get("reason", ""))}
+    return {"$set": fields}
 
 
 def turn_record_update(event_loop_metrics: Mapping[str, Any]) -> dict[str, Any]:

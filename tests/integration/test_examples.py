@@ -112,7 +112,7 @@ def _check_error_handling(db: Database) -> None:
     assert stored[1]["incomplete"] == {"reason": "error"}
     assert _texts(stored)[1] == "Here are three ideas: first, cache "
     assert "incomplete" not in stored[3]
-    assert stored[0]["event_loop_metrics"]["status"] == "failed"
+    assert stored[1]["event_loop_metrics"]["status"] == "failed"  # the record closes the broken turn
 
 
 def _check_timeout(db: Database) -> None:

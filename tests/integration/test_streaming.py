@@ -175,7 +175,7 @@ async def test_cancelled_consumer_task_keeps_the_partial_reply(
     prompt, last = stored(mongo_client, database_name)[-2:]
     assert last["incomplete"] == {"reason": "cancelled"}
     assert texts([last])[0][1] == "".join(received)
-    assert prompt["event_loop_metrics"]["status"] == "cancelled"  # the turn's record, not "failed"
+    assert last["event_loop_metrics"]["status"] == "cancelled"  # the record closes the turn; not "failed"
     await resume_and_ask(mongodb_uri, database_name, "Still there?")
 
 
@@ -192,7 +192,7 @@ async def test_closing_the_stream_early_counts_as_a_disconnect(
     prompt, last = stored(mongo_client, database_name)[-2:]
     assert texts([last]) == [("assistant", "The ")]
     assert last["incomplete"] == {"reason": "disconnected"}
-    assert prompt["event_loop_metrics"]["status"] == "cancelled"
+    assert last["event_loop_metrics"]["status"] == "cancelled"
     await resume_and_ask(mongodb_uri, database_name, "Hello again")
 
 

@@ -53,7 +53,7 @@ LAYERS: dict[str, frozenset[str]] = {
         }
     ),
     "storage": frozenset({"repository", "async_repository", "_repository_core", "pool"}),
-    "core": frozenset({"manager", "_strands_compat", "_io", "factory"}),
+    "core": frozenset({"manager", "_strands_compat", "_io", "_repair", "factory"}),
     "app": frozenset({"metrics", "metrics_query", "streaming", "integrations", "testing", "embedded"}),
     "tools": frozenset({"cli", "demo", "__main__"}),
     # The public face: it imports from every layer, and nothing in the package imports it.
