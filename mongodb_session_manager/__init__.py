@@ -22,6 +22,7 @@ from .factory import (
     get_global_factory,
     initialize_global_factory,
 )
+from .lifecycle import ErasureReceipt, PruneReport
 from .manager import MongoDBSessionManager, create_mongodb_session_manager
 from .metrics import (
     AsyncMetricsQuery,
@@ -47,6 +48,7 @@ __all__ = [
     "ConcurrentWriteError",
     "ConfigurationError",
     "EmbeddedServerError",
+    "ErasureReceipt",
     "FactoryNotInitializedError",
     "InvalidSessionInputError",
     "MessageTooLargeError",
@@ -59,6 +61,7 @@ __all__ = [
     "MongoDBSessionManager",
     "MongoDBSessionManagerFactory",
     "MongoDBSessionRepository",
+    "PruneReport",
     "SessionBusyError",
     "SessionDecryptionError",
     "SessionMetrics",

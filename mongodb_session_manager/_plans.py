@@ -15,12 +15,13 @@ agent. Repositories run a plan in one round trip with MongoDB 8's client-level `
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import DeleteMany, InsertOne, UpdateMany, UpdateOne
 from strands.types.session import SessionMessage
 
 from . import schema
@@ -50,9 +51,18 @@ class UpdateOp:
     filter: Mapping[str, Any]
     update: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     upsert: bool = False
+    many: bool = False
 
 
-Op = InsertOp | UpdateOp
+@dataclass(frozen=True)
+class DeleteOp:
+    """``deleteMany``: messages that ride out of a session with one of its writes."""
+
+    target: Target
+    filter: Mapping[str, Any]
+
+
+Op = InsertOp | UpdateOp | DeleteOp
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,9 @@ class MessageWrite:
     session_message: SessionMessage
     event_loop_metrics: Mapping[str, Any] | None = None
     incomplete_reason: str | None = None
+    expires_at: datetime | None = None  # the session's message expiry horizon (see _lifecycle)
+    mask: Sequence[Callable[[str], str]] = ()  # applied to its text before it is stored
+    seal: Callable[[Any], Any] | None = None  # encrypts its content (after masking), see _encryption
     idempotency_key: str | None = None
 
 
@@ -90,6 +103,7 @@ class Lease:
     take: bool = False
     release: bool = False
     agent: Mapping[str, Any] | None = None
+    session: Mapping[str, Any] | None = None  # on a take, the session fields to recreate it with
 
 
 class LeaseHeld(Exception):
@@ -120,11 +134,20 @@ class SessionWrite:
     turn_record: tuple[int, Mapping[str, Any]] | None = None
     create: NewAgent | None = None
     update: Mapping[str, Any] | None = None  # a prepared update of the session document instead
+    extra: tuple[Op, ...] = ()  # lifecycle writes riding along (expiry renewal, trimming)
     lease: Lease | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.agent or self.totals or self.turn_record or self.create or self.update or self.lease)
+        return not (
+            self.agent
+            or self.totals
+            or self.turn_record
+            or self.create
+            or self.update
+            or self.lease
+            or self.extra
+        )
 
 
 @dataclass(frozen=True)
@@ -142,7 +165,7 @@ def write_plan(
     ops: list[Op] = []
     lease = None if write is None else write.lease
     if write is not None and lease is not None and lease.take:
-        session = write.create.session if write.create is not None else {}
+        session = write.create.session if write.create is not None else lease.session or {}
         ops.append(
             UpdateOp(
                 "sessions",
@@ -187,6 +210,8 @@ def write_plan(
                 schema.turn_record_update(metrics),
             )
         )
+    if write is not None:
+        ops.extend(write.extra)
     if write is not None and lease is not None and (lease.release or not lease.take):
         update = (
             schema.lease_release_update(write.agent_id)
@@ -199,13 +224,20 @@ def write_plan(
     return Plan(tuple(ops), message_index, len(messages))
 
 
-def client_models(plan: Plan, namespaces: Mapping[str, str]) -> list[InsertOne[Any] | UpdateOne]:
+ClientModel = InsertOne[Any] | UpdateOne | UpdateMany | DeleteMany
+
+
+def client_models(plan: Plan, namespaces: Mapping[str, str]) -> list[ClientModel]:
     """The plan as client-level ``bulk_write`` models (``namespaces``: target -> "db.collection")."""
-    models: list[InsertOne[Any] | UpdateOne] = []
+    models: list[ClientModel] = []
     for op in plan.ops:
         namespace = namespaces[op.target]
         if isinstance(op, InsertOp):
             models.append(InsertOne(op.document, namespace=namespace))
+        elif isinstance(op, DeleteOp):
+            models.append(DeleteMany(op.filter, namespace=namespace))
+        elif op.many:
+            models.append(UpdateMany(op.filter, op.update, upsert=op.upsert, namespace=namespace))
         else:
             models.append(UpdateOne(op.filter, op.update, upsert=op.upsert, namespace=namespace))
     return models
@@ -285,7 +317,39 @@ class EnsureIndexes:
     """Create the package's indexes once per process (the shells keep the registry)."""
 
 
-Request = FindOne | Find | Aggregate | Update | FindAndUpdate | Delete | Count | RunPlan | EnsureIndexes
+@dataclass(frozen=True)
+class WriteArchive:
+    """Write one session's export file into ``directory`` (local disk; off the loop in the async shell).
+
+    Answered with the path written.
+    """
+
+    directory: Path
+    session: Document
+    messages: list[Document]
+
+
+@dataclass(frozen=True)
+class DeleteKeys:
+    """Delete data keys by alt name from the key vault ``namespace`` ("db.collection"); answers the count."""
+
+    namespace: str
+    key_alt_names: tuple[str, ...]
+
+
+Request = (
+    DeleteKeys
+    | FindOne
+    | Find
+    | Aggregate
+    | Update
+    | FindAndUpdate
+    | Delete
+    | Count
+    | RunPlan
+    | EnsureIndexes
+    | WriteArchive
+)
 
 
 @dataclass(frozen=True)
@@ -367,6 +431,9 @@ def batch_write_flow(
                     message.session_message,
                     event_loop_metrics=message.event_loop_metrics,
                     incomplete_reason=message.incomplete_reason,
+                    expires_at=message.expires_at,
+                    mask=message.mask,
+                    seal=message.seal,
                     idempotency_key=message.idempotency_key,
                 )
             )
@@ -499,7 +566,7 @@ def load_flow(
     the offset counts messages, not ids, and a second read skips them instead.
     """
     if agent_id is None:
-        document = yield ask(FindOne("sessions", {"_id": session_id}), "read session")
+        document = yield ask(FindOne("sessions", schema.live_session_filter(session_id)), "read session")
         return None if document is None else SessionSnapshot(document)
     found = None
     if join:
@@ -518,6 +585,9 @@ def load_flow(
         if document is None:
             return None
         window_documents = None
+    if schema.is_expired(document):
+        yield from purge_expired_flow(document)
+        return None
     agent = (document.get("agents") or {}).get(agent_id)
     if agent is None:
         return SessionSnapshot(document, agent_id)
@@ -531,10 +601,40 @@ def load_flow(
     )
 
 
+def purge_expired_flow(document: Mapping[str, Any]) -> Flow[None]:
+    """Delete an expired session a reader came across, so its id can start afresh at once.
+
+    The TTL monitor would delete it within about a minute; until then nothing reads it. The
+    session goes first, matched as it was read (a session renewed meanwhile stays), then the
+    messages that expire with it (never those of a new session under the same id).
+    """
+    deleted = yield ask(
+        Delete("sessions", schema.expired_session_filter(document), many=False), "expire session"
+    )
+    if deleted:
+        yield ask(Delete("messages", schema.expired_messages_filter(document)), "expire session")
+
+
 def list_messages_flow(
-    session_id: str, agent_id: str, limit: int | None, offset: int, contiguous: bool
+    session_id: str,
+    agent_id: str,
+    limit: int | None,
+    offset: int,
+    contiguous: bool,
+    *,
+    check_session: bool = False,
 ) -> Flow[list[SessionMessage]]:
-    """Messages in order, skipping ``offset``: an id range when ids are contiguous, else a skip."""
+    """Messages in order, skipping ``offset``: an id range when ids are contiguous, else a skip.
+
+    ``check_session``: first make sure the session exists and has not expired; messages of a
+    missing or expired session are never returned (the TTL monitor deletes them later).
+    """
+    if check_session:
+        live = yield ask(
+            FindOne("sessions", schema.live_session_filter(session_id), {"_id": 1}), "list messages"
+        )
+        if live is None:
+            return []
     if contiguous:
         query, skip = schema.message_window_filter(session_id, agent_id, offset), 0
     else:

@@ -9,14 +9,16 @@ the same input, raise the same errors and write the same documents by constructi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import DuplicateKey
+from ._lifecycle import erase_user_flow, prune_flow, validate_older_than
 from ._plans import (
     Count,
     Delete,
@@ -41,9 +43,11 @@ from ._validation import (
     validate_idempotency_key,
     validate_message_id,
     validate_session_id,
+    validate_user_id,
 )
 from .config import StoreConfig
 from .errors import InvalidSessionInputError, SessionNotFoundError
+from .lifecycle import ErasureReceipt, PruneReport
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -78,10 +82,14 @@ class RepositoryCore:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def _create_session(self, session: Session, metadata: Mapping[str, Any] | None) -> Flow[Session]:
+    def _create_session(
+        self, session: Session, metadata: Mapping[str, Any] | None, user_id: str | None = None
+    ) -> Flow[Session]:
         validate_session_id(session.session_id)
         check_metadata(metadata)
-        document = schema.session_document(session, metadata=metadata)
+        if user_id is not None:
+            validate_user_id(user_id)
+        document = schema.session_document(session, metadata=metadata, user_id=user_id)
 
         def flow() -> Flow[Session]:
             yield from _ensure_indexes()
@@ -107,8 +115,26 @@ class RepositoryCore:
         validate_session_id(session_id)
 
         def flow() -> Flow[Document | None]:
-            document: Document | None = yield ask(FindOne("sessions", {"_id": session_id}), "read session")
+            document: Document | None = yield ask(
+                FindOne("sessions", schema.live_session_filter(session_id)), "read session"
+            )
             return document
+
+        return flow()
+
+    def _claim_user(self, session_id: str, user_id: str) -> Flow[str | None]:
+        validate_session_id(session_id)
+        validate_user_id(user_id)
+
+        def flow() -> Flow[str | None]:
+            yield ask(
+                Update(
+                    "sessions", schema.unclaimed_session_filter(session_id), schema.claim_user_update(user_id)
+                ),
+                "assign user",
+            )
+            document = yield ask(FindOne("sessions", {"_id": session_id}, {"user_id": 1}), "assign user")
+            return None if document is None else document.get("user_id")
 
         return flow()
 
@@ -147,6 +173,7 @@ class RepositoryCore:
         metadata: Mapping[str, Any] | None,
     ) -> Flow[list[dict[str, Any]]]:
         query = schema.session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
+        query = schema.live(query)
         skip, limit = schema.page(skip, limit)
 
         def flow() -> Flow[list[dict[str, Any]]]:
@@ -157,6 +184,27 @@ class RepositoryCore:
             return [schema.session_summary(document) for document in documents]
 
         return flow()
+
+    def _prune(
+        self, older_than: timedelta, user_id: str | None, dry_run: bool, archive_to: str | Path | None
+    ) -> Flow[PruneReport]:
+        validate_older_than(older_than)
+        if user_id is not None:
+            validate_user_id(user_id)
+        if not isinstance(dry_run, bool):
+            raise InvalidSessionInputError(f"dry_run must be a bool, got {dry_run!r}")
+        directory = None if archive_to is None else Path(archive_to)
+        if directory is not None and directory.exists() and not directory.is_dir():
+            raise InvalidSessionInputError(f"archive_to must be a directory: {directory}")
+        return prune_flow(schema.utcnow() - older_than, user_id, dry_run=dry_run, archive_to=directory)
+
+    def _erase_user(self, user_id: str, key_vault_namespace: str) -> Flow[ErasureReceipt]:
+        database, _, collection = str(key_vault_namespace).partition(".")
+        if not database or not collection:
+            raise InvalidSessionInputError(
+                f"key_vault_namespace must be 'database.collection', got {key_vault_namespace!r}"
+            )
+        return erase_user_flow(validate_user_id(user_id), key_vault_namespace)
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -201,6 +249,11 @@ class RepositoryCore:
         validate_message_id(message_id)
 
         def flow() -> Flow[SessionMessage | None]:
+            live = yield ask(
+                FindOne("sessions", schema.live_session_filter(session_id), {"_id": 1}), "read message"
+            )
+            if live is None:
+                return None
             document = yield ask(
                 FindOne("messages", schema.message_filter(session_id, agent_id, message_id)), "read message"
             )
@@ -208,7 +261,14 @@ class RepositoryCore:
 
         return flow()
 
-    def _update_message(self, session_id: str, agent_id: str, session_message: SessionMessage) -> Flow[None]:
+    def _update_message(
+        self,
+        session_id: str,
+        agent_id: str,
+        session_message: SessionMessage,
+        mask: Sequence[Callable[[str], str]] = (),
+        seal: Callable[[Any], Any] | None = None,
+    ) -> Flow[None]:
         validate_session_id(session_id)
         validate_agent_id(agent_id)
         validate_message_id(session_message.message_id)
@@ -219,7 +279,7 @@ class RepositoryCore:
                 Update(
                     "messages",
                     schema.message_filter(session_id, agent_id, session_message.message_id),
-                    schema.update_message_update(session_message),
+                    schema.update_message_update(session_message, mask, seal),
                 ),
                 "update message",
             )
@@ -238,7 +298,7 @@ class RepositoryCore:
         validate_agent_id(agent_id)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidSessionInputError(f"offset must be a non-negative int, got {offset!r}")
-        return list_messages_flow(session_id, agent_id, limit, offset, contiguous)
+        return list_messages_flow(session_id, agent_id, limit, offset, contiguous, check_session=True)
 
     # --- the hot path -----------------------------------------------------------------------
 

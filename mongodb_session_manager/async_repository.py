@@ -11,9 +11,11 @@ is made lazily, on first use: constructing the repository at import time is fine
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pymongo
@@ -22,11 +24,14 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
+from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteKeys,
+    DeleteOp,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -40,11 +45,14 @@ from ._plans import (
     SessionWrite,
     Step,
     Update,
+    WriteArchive,
     client_models,
     drive_async,
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
+from .encryption import DEFAULT_KEY_VAULT_NAMESPACE
+from .lifecycle import ErasureReceipt, PruneReport
 from .pool import CLOSE_TIMEOUT, DRIVER_INFO
 
 if TYPE_CHECKING:
@@ -133,10 +141,14 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
 
     async def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session document; creating an existing session is a no-op (race-free)."""
-        return await self._drive(self._create_session(session, kwargs.get("metadata")))
+        return await self._drive(self._create_session(session, kwargs.get("metadata"), kwargs.get("user_id")))
 
     async def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         return await self._drive(self._read_session(session_id))
+
+    async def claim_user(self, session_id: str, user_id: str) -> str | None:
+        """Give a session stored without a user to ``user_id``; returns the user it belongs to now."""
+        return await self._drive(self._claim_user(session_id, user_id))
 
     async def load_session_document(self, session_id: str) -> Document | None:
         """The whole session document (small and bounded by design), or None."""
@@ -162,6 +174,34 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     ) -> list[dict[str, Any]]:
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
         return await self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
+
+    # --- data lifecycle ---------------------------------------------------------------------
+
+    async def prune(
+        self,
+        older_than: timedelta,
+        *,
+        user_id: str | None = None,
+        dry_run: bool = False,
+        archive_to: str | Path | None = None,
+    ) -> PruneReport:
+        """Delete whole sessions idle for longer than ``older_than`` (of one user, when given).
+
+        ``archive_to``: a directory; each session is written there first, as a ``sessions
+        export`` file, and deleted only once its file is complete on disk. ``dry_run``: report,
+        delete nothing.
+        """
+        return await self._drive(self._prune(older_than, user_id, dry_run, archive_to))
+
+    async def erase_user(
+        self, user_id: str, *, key_vault_namespace: str = DEFAULT_KEY_VAULT_NAMESPACE
+    ) -> ErasureReceipt:
+        """Delete every session of ``user_id``, all their messages and the user's data keys.
+
+        The receipt counts what was removed. The keys are looked for in ``key_vault_namespace``
+        on this repository's client (see :mod:`.encryption`).
+        """
+        return await self._drive(self._erase_user(user_id, key_vault_namespace))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -189,7 +229,11 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     async def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        await self._drive(self._update_message(session_id, agent_id, session_message))
+        await self._drive(
+            self._update_message(
+                session_id, agent_id, session_message, kwargs.get("mask", ()), kwargs.get("seal")
+            )
+        )
 
     async def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -289,6 +333,16 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             return await self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return await self.ensure_indexes()
+        if isinstance(request, DeleteKeys):
+            vault_database, _, vault_collection = request.namespace.partition(".")
+            vault = self.client[vault_database][vault_collection]
+            with translate_driver_errors(step.operation):
+                deleted = await vault.delete_many({"keyAltNames": {"$in": list(request.key_alt_names)}})
+            return deleted.deleted_count
+        if isinstance(request, WriteArchive):  # local disk: never on the event loop's thread
+            return await asyncio.to_thread(
+                write_archive, request.directory, request.session, request.messages
+            )
         collection = self.collection if request.target == "sessions" else self.messages_collection
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):
@@ -344,6 +398,10 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
                 with translate_driver_errors(operation):
                     if isinstance(op, InsertOp):
                         await collection.insert_one(op.document)
+                    elif isinstance(op, DeleteOp):
+                        await collection.delete_many(op.filter)
+                    elif op.many:
+                        await collection.update_many(op.filter, op.update, upsert=op.upsert)
                     else:
                         await collection.update_one(op.filter, op.update, upsert=op.upsert)
             except DuplicateKey:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, cast
 
 from . import schema
 from ._io import run_io
+from ._lifecycle import Lifecycle
 from ._redact import redact_uri
 from .config import StoreConfig
+from .encryption import ContentEncryption
 from .errors import ConfigurationError, FactoryNotInitializedError
 from .manager import MongoDBSessionManager
 from .pool import close_client, new_client
@@ -40,9 +44,22 @@ class MongoDBSessionManagerFactory:
         collection_name: str = schema.DEFAULT_COLLECTION_NAME,
         *,
         client: Any = None,
+        expire_after: timedelta | None = None,
+        keep_last_messages: int | None = None,
+        mask: Sequence[Callable[[str], str]] | None = None,
+        encryption: ContentEncryption | None = None,
         **client_options: Any,
     ) -> None:
         self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
+        # Lifecycle defaults of every manager handed out (each can override them per session).
+        lifecycle = {
+            "expire_after": expire_after,
+            "keep_last_messages": keep_last_messages,
+            "mask": mask,
+            "encryption": encryption,
+        }
+        Lifecycle.build(**lifecycle)
+        self._manager_defaults = {name: value for name, value in lifecycle.items() if value is not None}
         self._connection_string = connection_string
         self._owns_client = not self.config.borrowed
         if client is None:
@@ -63,11 +80,15 @@ class MongoDBSessionManagerFactory:
     def create_session_manager(self, session_id: str, **overrides: Any) -> MongoDBSessionManager:
         """A manager for ``session_id``; ``overrides`` are :class:`MongoDBSessionManager` options.
 
-        ``database_name``/``collection_name`` overrides get their own repository on the same client.
+        ``database_name``/``collection_name`` overrides get their own repository on the same client;
+        ``user_id``, ``expire_after``, ``keep_last_messages``, ``mask`` and ``encryption`` apply to
+        this session (the last four default to the factory's).
         """
         self._ensure_open()
         repository = self._repository_for(overrides)
-        return MongoDBSessionManager(session_id, repository=repository, **overrides)
+        return MongoDBSessionManager(
+            session_id, repository=repository, **{**self._manager_defaults, **overrides}
+        )
 
     async def acreate_session_manager(
         self, session_id: str, *, agent_id: str | None = None, **overrides: Any

@@ -22,7 +22,7 @@ import copy
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -46,9 +46,11 @@ from strands.types.session import Session, SessionMessage, SessionType
 from . import _repair, schema
 from . import _strands_compat as compat
 from ._io import Lane, on_loop_thread
+from ._lifecycle import Lifecycle, check_user
 from ._plans import Lease, LeaseHeld, MessageWrite, NewAgent, SessionSnapshot, SessionWrite, StaleWindow
 from ._storable import check_metadata
 from ._validation import validate_agent_id, validate_idempotency_key, validate_session_id
+from .encryption import ContentEncryption
 from .errors import (
     ConfigurationError,
     InvalidSessionInputError,
@@ -141,6 +143,12 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     on the same session waits up to ``turn_wait`` for it, then raises `SessionBusyError`; a
     crashed writer's lease expires after ``lease_ttl`` (renewed while a long turn runs).
     ``turn_lock=False`` turns the lease off.
+
+    Data lifecycle (docs/lifecycle.md): ``user_id`` ties the session to one user for good;
+    ``expire_after`` expires the session and its messages together after that long without
+    activity; ``keep_last_messages`` deletes messages that left the conversation manager's
+    window more than that many messages ago; ``mask`` functions rewrite text before it is
+    stored; ``encryption`` encrypts message content and agent state at rest.
     """
 
     def __init__(
@@ -153,12 +161,24 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         collection_name: str | None = None,
         repository: MongoDBSessionRepository | None = None,
         metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        expire_after: timedelta | None = None,
+        keep_last_messages: int | None = None,
+        mask: Sequence[Callable[[str], str]] | None = None,
+        encryption: ContentEncryption | None = None,
         turn_lock: bool = True,
         lease_ttl: timedelta | float = DEFAULT_LEASE_TTL,
         turn_wait: timedelta | float = DEFAULT_TURN_WAIT,
         **client_options: Any,
     ) -> None:
         self.session_id = validate_session_id(session_id)
+        self._lifecycle = Lifecycle.build(
+            user_id=user_id,
+            expire_after=expire_after,
+            keep_last_messages=keep_last_messages,
+            mask=mask,
+            encryption=encryption,
+        )
         self._turn_lock = bool(turn_lock)
         self._lease_ttl = _seconds("lease_ttl", lease_ttl, minimum=1.0)
         self._turn_wait = _seconds("turn_wait", turn_wait, minimum=0.0)
@@ -177,6 +197,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             if ignored:
                 raise ConfigurationError(f"{ignored} cannot apply to a repository you passed in")
         self.repository = repository
+        self._lifecycle.bind(repository.client)
         self._metadata = dict(metadata or {})
         schema.session_list_filter(metadata=self._metadata)  # refuse operator keys before any write
         check_metadata(self._metadata)  # and what BSON cannot hold
@@ -390,7 +411,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         start = slot.turn_start if slot.turn_start is not None else len(agent.messages)
         waiting = {id(message) for message in slot.unsaved}
         ours = [message for message in agent.messages[start:] if id(message) not in waiting]
-        snapshot = self.repository.load_session(self.session_id, agent.agent_id)
+        snapshot = self._load(agent.agent_id)
         slot.restored = False
         self._restore(slot, snapshot, reloading=True)
         if slot.turn_start is not None:
@@ -467,20 +488,31 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         create = None
         if not slot.stored:
             current = state if state is not None else compat.agent_state(slot.agent)
-            create = NewAgent(self._session_fields(), schema.agent_entry(current))
+            sealed = self._lifecycle.seal_state(self.session_id, current)
+            create = NewAgent(self._session_fields(), schema.agent_entry(sealed or current))
             changed = None  # the new entry holds the state
             state = current
         turn_record = None
         if job.turn_record is not None and job.turn is not None and job.turn.last_message_id is not None:
             turn_record = (job.turn.last_message_id, job.turn_record)
-        write = SessionWrite(agent_id, changed, job.totals, turn_record, create, lease=lease)
+        stamp = self._lifecycle.stamp()
+        extra = self._lifecycle.ride_along(
+            self.session_id, agent_id, stamp, changed, contiguous=not slot.contended
+        )
+        sealed_change = self._lifecycle.seal_state(self.session_id, changed)
+        write = SessionWrite(
+            agent_id, sealed_change, job.totals, turn_record, create, extra=extra, lease=lease
+        )
         first_id = self._next_message_id(slot)
         writes = [
             MessageWrite(
                 SessionMessage.from_message(message, first_id + offset),
                 job.event_loop_metrics if message is messages[-1] else None,
                 job.incomplete_reason or _repair.reason_of(message),
-                job.idempotency_key if offset == 0 else None,
+                idempotency_key=job.idempotency_key if offset == 0 else None,
+                expires_at=None if stamp is None else stamp.messages_expire_at,
+                mask=self._lifecycle.mask,
+                seal=self._lifecycle.sealer(self.session_id),
             )
             for offset, message in enumerate(messages)
         ]
@@ -503,6 +535,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         except StaleWindow:
             slot.leased, slot.lease_wanted = True, False  # the lease was taken before the message lost
             raise
+        self._lifecycle.confirm(stamp)
         slot.stored = True
         if lease is not None:
             slot.leased = not lease.release
@@ -527,10 +560,14 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         if not slot.lease_wanted and not job.release:
             return None  # held already; the renewer keeps it
         until = schema.utcnow() + timedelta(seconds=self._lease_ttl)
-        entry = (
-            schema.agent_entry(compat.agent_state(slot.agent)) if slot.lease_wanted and slot.stored else None
+        entry = session = None
+        if slot.lease_wanted and slot.stored:  # what recreates a session document deleted under us
+            current = compat.agent_state(slot.agent)
+            entry = schema.agent_entry(self._lifecycle.seal_state(self.session_id, current) or current)
+            session = self._session_fields()
+        return Lease(
+            slot.owner, until, take=slot.lease_wanted, release=job.release, agent=entry, session=session
         )
-        return Lease(slot.owner, until, take=slot.lease_wanted, release=job.release, agent=entry)
 
     @staticmethod
     def _adopt(slot: _Slot, message: Message | None, turn: TurnTracker) -> None:
@@ -557,7 +594,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def _catch_up(self, slot: _Slot) -> None:
         """Restore a deferred agent, then store what waits: initial messages and manual appends."""
         if not slot.restored:
-            self._restore(slot, self.repository.load_session(self.session_id, slot.agent.agent_id))
+            self._restore(slot, self._load(slot.agent.agent_id))
         while slot.pending:
             message = slot.pending.pop(0)
             slot.agent.messages.append(message)
@@ -577,7 +614,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _session_fields(self) -> dict[str, Any]:
         session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
-        return schema.session_document(session, metadata=self._metadata)
+        return schema.session_document(session, metadata=self._metadata, user_id=self._lifecycle.user_id)
 
     # --- restore --------------------------------------------------------------------------------
 
@@ -643,7 +680,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             slot.lane.submit(self._restore_from_store, slot).result()
 
     def _restore_from_store(self, slot: _Slot) -> None:
-        self._restore(slot, self.repository.load_session(self.session_id, slot.agent.agent_id))
+        self._restore(slot, self._load(slot.agent.agent_id))
 
     async def load(self, agent: LocalAgent) -> None:
         """Restore a deferred agent now, so ``agent.messages`` holds the history before a turn."""
@@ -721,7 +758,13 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             raise MongoDBSessionError("No message to redact.")
         latest = slot.records[-1]
         latest.redact_message = redact_message
-        self.repository.update_message(self.session_id, slot.agent.agent_id, latest)
+        self.repository.update_message(
+            self.session_id,
+            slot.agent.agent_id,
+            latest,
+            mask=self._lifecycle.mask,
+            seal=self._lifecycle.sealer(self.session_id),
+        )
 
     def initialize_multi_agent(self, source: MultiAgentBase, **kwargs: Any) -> None:
         self._ensure_open()
@@ -740,7 +783,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _ensure_session(self) -> None:
         session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
-        self.repository.create_session(session, metadata=self._metadata)
+        self.repository.create_session(session, metadata=self._metadata, user_id=self._lifecycle.user_id)
 
     def close(self) -> None:
         """Store what is still pending (messages appended by hand, the latest state).
@@ -860,7 +903,13 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         record = next((r for r in reversed(slot.records) if r.message is message), None)
         if record is None:
             return
-        self.repository.update_message(self.session_id, slot.agent.agent_id, record)
+        self.repository.update_message(
+            self.session_id,
+            slot.agent.agent_id,
+            record,
+            mask=self._lifecycle.mask,
+            seal=self._lifecycle.sealer(self.session_id),
+        )
 
     def last_turn_metrics(self, agent_id: str) -> dict[str, Any] | None:
         """The ``event_loop_metrics`` record of the agent's last finished turn in this manager, or None."""
@@ -872,7 +921,19 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def preload(self, agent_id: str) -> None:
         """Read the session and the agent's window now (one round trip), so building the Agent does no I/O."""
         agent_id = validate_agent_id(agent_id)
-        self._preloaded[agent_id] = self.repository.load_session(self.session_id, agent_id)
+        self._preloaded[agent_id] = self._load(agent_id)
+
+    def _load(self, agent_id: str) -> SessionSnapshot | None:
+        """The session and the agent's window; a session of another user is refused before any write."""
+        snapshot = self.repository.load_session(self.session_id, agent_id)
+        self._lifecycle.observe(None if snapshot is None else snapshot.document)
+        user_id = self._lifecycle.user_id
+        if snapshot is not None and user_id is not None:
+            stored = snapshot.document.get("user_id")
+            if stored is None:  # stored before it had a user: it becomes this user's, once
+                stored = self.repository.claim_user(self.session_id, user_id)
+            check_user(self.session_id, stored, user_id)
+        return self._lifecycle.open_snapshot(self.session_id, snapshot)
 
 
 def normalise_message(message: Message | Mapping[str, Any]) -> Message:

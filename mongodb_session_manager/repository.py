@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pymongo import MongoClient, ReturnDocument
@@ -21,11 +22,14 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
+from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteKeys,
+    DeleteOp,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -39,11 +43,14 @@ from ._plans import (
     SessionWrite,
     Step,
     Update,
+    WriteArchive,
     client_models,
     drive_sync,
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
+from .encryption import DEFAULT_KEY_VAULT_NAMESPACE
+from .lifecycle import ErasureReceipt, PruneReport
 from .pool import MongoDBConnectionPool
 
 if TYPE_CHECKING:
@@ -116,10 +123,14 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
 
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session document; creating an existing session is a no-op (race-free)."""
-        return self._drive(self._create_session(session, kwargs.get("metadata")))
+        return self._drive(self._create_session(session, kwargs.get("metadata"), kwargs.get("user_id")))
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         return self._drive(self._read_session(session_id))
+
+    def claim_user(self, session_id: str, user_id: str) -> str | None:
+        """Give a session stored without a user to ``user_id``; returns the user it belongs to now."""
+        return self._drive(self._claim_user(session_id, user_id))
 
     def load_session_document(self, session_id: str) -> Document | None:
         """The whole session document (small and bounded by design), or None."""
@@ -145,6 +156,34 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     ) -> list[dict[str, Any]]:
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
         return self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
+
+    # --- data lifecycle ---------------------------------------------------------------------
+
+    def prune(
+        self,
+        older_than: timedelta,
+        *,
+        user_id: str | None = None,
+        dry_run: bool = False,
+        archive_to: str | Path | None = None,
+    ) -> PruneReport:
+        """Delete whole sessions idle for longer than ``older_than`` (of one user, when given).
+
+        ``archive_to``: a directory; each session is written there first, as a ``sessions
+        export`` file, and deleted only once its file is complete on disk. ``dry_run``: report,
+        delete nothing.
+        """
+        return self._drive(self._prune(older_than, user_id, dry_run, archive_to))
+
+    def erase_user(
+        self, user_id: str, *, key_vault_namespace: str = DEFAULT_KEY_VAULT_NAMESPACE
+    ) -> ErasureReceipt:
+        """Delete every session of ``user_id``, all their messages and the user's data keys.
+
+        The receipt counts what was removed. The keys are looked for in ``key_vault_namespace``
+        on this repository's client (see :mod:`.encryption`).
+        """
+        return self._drive(self._erase_user(user_id, key_vault_namespace))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -172,7 +211,11 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        self._drive(self._update_message(session_id, agent_id, session_message))
+        self._drive(
+            self._update_message(
+                session_id, agent_id, session_message, kwargs.get("mask", ()), kwargs.get("seal")
+            )
+        )
 
     def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -277,6 +320,14 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             return self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return self.ensure_indexes()
+        if isinstance(request, DeleteKeys):
+            vault_database, _, vault_collection = request.namespace.partition(".")
+            vault = self.client[vault_database][vault_collection]
+            with translate_driver_errors(step.operation):
+                deleted = vault.delete_many({"keyAltNames": {"$in": list(request.key_alt_names)}})
+            return deleted.deleted_count
+        if isinstance(request, WriteArchive):
+            return write_archive(request.directory, request.session, request.messages)
         collection = self._collection_for(request.target)
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):
@@ -333,6 +384,10 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
                 with translate_driver_errors(operation):
                     if isinstance(op, InsertOp):
                         collection.insert_one(op.document)
+                    elif isinstance(op, DeleteOp):
+                        collection.delete_many(op.filter)
+                    elif op.many:
+                        collection.update_many(op.filter, op.update, upsert=op.upsert)
                     else:
                         collection.update_one(op.filter, op.update, upsert=op.upsert)
             except DuplicateKey:

@@ -5,8 +5,9 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
 ``sessions``: one small, bounded document per session::
 
     {_id: <session_id>, schema_version: 1, session_type, created_at, updated_at,
-     metadata: {...}, agents: {<agent_id>: {state, conversation_manager_state, internal_state,
-     created_at, updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
+     user_id?, expires_at?, messages_expire_at?, metadata: {...},
+     agents: {<agent_id>: {state, conversation_manager_state, internal_state, created_at,
+     updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
      totals: {...}, leases?: {<agent_id>: {owner, until}}}
 
 ``leases`` holds the one writer of each agent while a turn runs (see :func:`lease_take_filter`).
@@ -14,7 +15,11 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
 ``sessions_messages``: one document per message, unique on (session_id, agent_id, message_id)::
 
     {session_id, agent_id, message_id, role, message, redact_message, created_at, updated_at,
-     event_loop_metrics?: {...}, incomplete?: {reason}, idempotency_key?}
+     expires_at?, event_loop_metrics?: {...}, incomplete?: {reason}, idempotency_key?}
+
+``user_id`` is set once; ``expires_at`` (TTL) with ``expire_after`` (see :mod:`._lifecycle`);
+``message``/``redact_message`` and the agents' ``state``/``internal_state`` are BSON binary
+subtype 6 with encryption (see :mod:`.encryption`).
 
 Everything here is a pure function returning plain dicts: no client, no I/O. Both repositories
 (sync and async) send exactly what these builders make.
@@ -22,7 +27,7 @@ Everything here is a pure function returning plain dicts: no client, no I/O. Bot
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -34,10 +39,12 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from ._validation import validate_agent_id, validate_metadata_filter
 from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
+from .masking import mask_message
 
 __all__ = [
     "DEFAULT_COLLECTION_NAME",
     "DEFAULT_DATABASE_NAME",
+    "EXPORT_MESSAGE_SORT",
     "MAX_PAGE_SIZE",
     "MESSAGE_INDEXES",
     "MESSAGE_SORT",
@@ -54,16 +61,23 @@ __all__ = [
     "agent_path",
     "agent_state",
     "allocate_message_id_update",
+    "claim_user_update",
     "create_agent_filter",
     "create_agent_update",
     "create_session_update",
+    "expired_messages_filter",
+    "expired_session_filter",
+    "idle_sessions_filter",
     "index_models",
+    "is_expired",
     "lease_path",
     "lease_release_filter",
     "lease_release_update",
     "lease_renew_update",
     "lease_take_filter",
     "lease_take_update",
+    "live",
+    "live_session_filter",
     "message_document",
     "message_filter",
     "message_from_document",
@@ -72,15 +86,21 @@ __all__ = [
     "multi_agent_update",
     "page",
     "removed_message_count",
+    "renew_messages_filter",
+    "renew_messages_update",
+    "renew_session_update",
     "resume_pipeline",
     "session_document",
     "session_from_document",
     "session_list_filter",
     "session_summary",
     "session_update",
+    "trimmed_messages_filter",
     "turn_key_filter",
     "turn_record_update",
+    "unclaimed_session_filter",
     "update_message_update",
+    "user_sessions_filter",
     "utcnow",
 ]
 
@@ -117,7 +137,13 @@ class IndexSpec:
     options: Mapping[str, Any]
 
 
-SESSION_INDEXES = (IndexSpec((("updated_at", -1),), "updated_at", {}),)
+SESSION_INDEXES = (
+    IndexSpec((("updated_at", -1),), "updated_at", {}),
+    # A user's sessions, most recent first: erasure, retention per user, listing per user.
+    IndexSpec((("user_id", 1), ("updated_at", -1)), "user_updated_at", {}),
+    # expire_after: the TTL monitor deletes a session once its expires_at has passed.
+    IndexSpec((("expires_at", 1),), "expires_at_ttl", {"expireAfterSeconds": 0}),
+)
 MESSAGE_INDEXES = (
     # Serves every conversation read (window by message_id) and makes concurrent inserts safe.
     IndexSpec(
@@ -134,6 +160,8 @@ MESSAGE_INDEXES = (
         "session_turn_started_at",
         {"partialFilterExpression": {"event_loop_metrics": {"$exists": True}}},
     ),
+    # expire_after: messages carry an expires_at at or after their session's (see _lifecycle).
+    IndexSpec((("expires_at", 1),), "expires_at_ttl", {"expireAfterSeconds": 0}),
     # Finds the stored turn of a retried request by its idempotency key (keyed prompts only).
     IndexSpec(
         (("session_id", 1), ("agent_id", 1), ("idempotency_key", 1)),
@@ -156,8 +184,10 @@ def utcnow() -> datetime:
 # --- sessions ---------------------------------------------------------------------------------
 
 
-def session_document(session: Session, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The document inserted when a session is created."""
+def session_document(
+    session: Session, *, metadata: Mapping[str, Any] | None = None, user_id: str | None = None
+) -> dict[str, Any]:
+    """The document inserted when a session is created (``user_id`` only when given: it never changes)."""
     document: dict[str, Any] = {
         "_id": session.session_id,
         "schema_version": SCHEMA_VERSION,
@@ -169,12 +199,88 @@ def session_document(session: Session, *, metadata: Mapping[str, Any] | None = N
         "multi_agents": {},
         "totals": {},
     }
+    if user_id is not None:
+        document["user_id"] = user_id
     return document
+
+
+def unclaimed_session_filter(session_id: str) -> dict[str, Any]:
+    """The session while it has no user: a user can be assigned once, never changed."""
+    return {"_id": session_id, "user_id": None}
+
+
+def claim_user_update(user_id: str) -> dict[str, Any]:
+    return {"$set": {"user_id": user_id}}
 
 
 def create_session_update(document: Mapping[str, Any]) -> dict[str, Any]:
     """An upsert that creates the session once; a second creator changes nothing."""
     return {"$setOnInsert": {k: v for k, v in document.items() if k != "_id"}}
+
+
+def live_session_filter(session_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """The session, unless it has expired (the TTL monitor deletes it later, within about a minute)."""
+    return {"_id": session_id, **_not_expired(now)}
+
+
+def _not_expired(now: datetime | None = None) -> dict[str, Any]:
+    return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now or utcnow()}}]}
+
+
+def live(query: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """``query`` on the sessions collection, leaving out sessions that have expired."""
+    return {**query, **_not_expired(now)}
+
+
+def is_expired(document: Mapping[str, Any], now: datetime | None = None) -> bool:
+    expires_at = document.get("expires_at")
+    return expires_at is not None and to_bson_datetime(expires_at) <= (now or utcnow())
+
+
+def expired_session_filter(document: Mapping[str, Any]) -> dict[str, Any]:
+    """This expired session, as it was read: a session renewed meanwhile no longer matches."""
+    return {"_id": document["_id"], "expires_at": document["expires_at"]}
+
+
+def expired_messages_filter(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The messages of an expired session: none written after it expired (a new session's) match."""
+    horizon = document.get("messages_expire_at") or document["expires_at"]
+    return {
+        "session_id": document["_id"],
+        "$or": [{"expires_at": None}, {"expires_at": {"$lte": horizon}}],
+    }
+
+
+def renew_session_update(expires_at: datetime, messages_expire_at: datetime) -> dict[str, Any]:
+    """Move a session's expiry; ``messages_expire_at`` records how long its messages are kept."""
+    return {"$set": {"expires_at": expires_at}, "$max": {"messages_expire_at": messages_expire_at}}
+
+
+def renew_messages_filter(session_id: str, messages_expire_at: datetime) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "$or": [{"expires_at": None}, {"expires_at": {"$lt": messages_expire_at}}],
+    }
+
+
+def renew_messages_update(messages_expire_at: datetime) -> dict[str, Any]:
+    return {"$set": {"expires_at": messages_expire_at}}
+
+
+def idle_sessions_filter(cutoff: datetime, user_id: str | None = None) -> dict[str, Any]:
+    """Sessions last updated before ``cutoff`` (of one user, when given): what ``prune`` deletes."""
+    query: dict[str, Any] = {"updated_at": {"$lt": cutoff}}
+    if user_id is not None:
+        query["user_id"] = user_id
+    return query
+
+
+def user_sessions_filter(user_id: str) -> dict[str, Any]:
+    return {"user_id": user_id}
+
+
+# How an export (and a prune archive) orders a session's messages: agent by agent, in order.
+EXPORT_MESSAGE_SORT = [("agent_id", 1), ("message_id", 1)]
 
 
 def session_from_document(document: Mapping[str, Any]) -> Session:
@@ -400,6 +506,11 @@ def message_filter(session_id: str, agent_id: str, message_id: int | None = None
     return query
 
 
+def trimmed_messages_filter(session_id: str, agent_id: str, below_message_id: int) -> dict[str, Any]:
+    """Messages long out of the conversation window (``keep_last_messages``): ids below a bound."""
+    return {"session_id": session_id, "agent_id": agent_id, "message_id": {"$lt": below_message_id}}
+
+
 def message_window_filter(session_id: str, agent_id: str, first_message_id: int) -> dict[str, Any]:
     """The tail of a conversation from ``first_message_id`` on: a bounded range on the unique index."""
     return {"session_id": session_id, "agent_id": agent_id, "message_id": {"$gte": first_message_id}}
@@ -447,20 +558,31 @@ def message_document(
     *,
     event_loop_metrics: Mapping[str, Any] | None = None,
     incomplete_reason: str | None = None,
+    expires_at: datetime | None = None,
+    mask: Sequence[Callable[[str], str]] = (),
+    seal: Callable[[Any], Any] | None = None,
     idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates."""
-    message: Message = session_message.message
+    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates, text is masked.
+
+    ``seal`` (encryption) turns the masked message and its redacted form into ciphertext.
+    """
+    message: Any = _stored(mask_message(session_message.message, mask), seal)
+    redact_message = session_message.redact_message
     document: dict[str, Any] = {
         "session_id": session_id,
         "agent_id": agent_id,
         "message_id": session_message.message_id,
-        "role": message.get("role"),
+        "role": session_message.message.get("role"),
         "message": message,
-        "redact_message": session_message.redact_message,
+        "redact_message": None
+        if redact_message is None
+        else _stored(mask_message(redact_message, mask), seal),
         "created_at": to_bson_datetime(session_message.created_at),
         "updated_at": to_bson_datetime(session_message.updated_at),
     }
+    if expires_at is not None:
+        document["expires_at"] = expires_at
     if event_loop_metrics is not None:
         document["event_loop_metrics"] = dict(event_loop_metrics)
     if incomplete_reason is not None:
@@ -468,6 +590,10 @@ def message_document(
     if idempotency_key is not None:
         document["idempotency_key"] = idempotency_key
     return document
+
+
+def _stored(message: Message, seal: Callable[[Any], Any] | None) -> Any:
+    return message if seal is None else seal(dict(message))
 
 
 def turn_key_filter(session_id: str, agent_id: str, idempotency_key: str) -> dict[str, Any]:
@@ -485,11 +611,21 @@ def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
     )
 
 
-def update_message_update(session_message: SessionMessage) -> dict[str, Any]:
-    """Rewrite a stored message; one marked incomplete in its metadata keeps ``incomplete`` in step."""
+def update_message_update(
+    session_message: SessionMessage,
+    mask: Sequence[Callable[[str], str]] = (),
+    seal: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
+    """Rewrite a stored message; one marked incomplete in its metadata keeps ``incomplete`` in step.
+
+    ``mask`` and ``seal`` as in :func:`message_document`: a rewrite is stored like the original.
+    """
+    redact_message = session_message.redact_message
     fields: dict[str, Any] = {
-        "message": session_message.message,
-        "redact_message": session_message.redact_message,
+        "message": _stored(mask_message(session_message.message, mask), seal),
+        "redact_message": None
+        if redact_message is None
+        else _stored(mask_message(redact_message, mask), seal),
         "updated_at": utcnow(),
     }
     custom = (session_message.message.get("metadata") or {}).get("custom") or {}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 from .. import schema
 from .._validation import validate_metadata_filter
 from ..errors import InvalidSessionInputError
+from .lifecycle import add_prune, add_users
 
 __all__ = [
     "PROG",
@@ -198,6 +199,7 @@ def _add_delete(actions: Commands, common: _Parser) -> None:
     delete.add_argument("session_id", metavar="ID")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(handler=_run("sessions", "delete_session"))
+    add_prune(actions, common)
 
 
 def _add_metrics(commands: Commands, common: _Parser) -> None:
@@ -252,7 +254,7 @@ def _add_serve_db(commands: Commands, common: _Parser) -> None:
     serve.set_defaults(handler=_run("serve", "serve_db"))
 
 
-_COMMANDS = (_add_demo, _add_sessions, _add_metrics, _add_serve_db)
+_COMMANDS = (_add_demo, _add_sessions, _add_metrics, add_users, _add_serve_db)
 
 
 def _add_window(parser: argparse.ArgumentParser, *, what: str) -> None:

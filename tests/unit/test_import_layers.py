@@ -46,6 +46,12 @@ LAYERS: dict[str, frozenset[str]] = {
             "_index_registry",
             "_storable",
             "_error_text",
+            "_lifecycle",
+            "lifecycle",
+            "_export",
+            "masking",
+            "encryption",
+            "_encryption",
         }
     ),
     "storage": frozenset({"repository", "async_repository", "_repository_core", "pool"}),
