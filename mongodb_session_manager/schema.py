@@ -36,15 +36,20 @@ from .errors import InvalidSessionInputError
 __all__ = [
     "DEFAULT_COLLECTION_NAME",
     "DEFAULT_DATABASE_NAME",
+    "FILE_CHUNKS_INDEX",
+    "FILE_CHUNKS_SHARD_KEY",
     "MAX_PAGE_SIZE",
     "MESSAGE_INDEXES",
+    "MESSAGE_SHARD_KEY",
     "MESSAGE_SORT",
     "RESUME_WINDOW_FIELD",
     "SCHEMA_VERSION",
     "SESSION_INDEXES",
     "SESSION_LIST_SORT",
+    "SESSION_SHARD_KEY",
     "CollectionNames",
     "IndexSpec",
+    "ShardKey",
     "agent_document",
     "agent_entry",
     "agent_from_document",
@@ -86,10 +91,22 @@ class CollectionNames:
 
     sessions: str
     messages: str
+    rollups: str = ""
+    files: str = ""  # the GridFS bucket: ``<files>.files`` and ``<files>.chunks``
 
     @classmethod
     def for_base(cls, collection_name: str) -> CollectionNames:
-        return cls(sessions=collection_name, messages=f"{collection_name}_messages")
+        return cls(
+            sessions=collection_name,
+            messages=f"{collection_name}_messages",
+            rollups=f"{collection_name}_rollups",
+            files=f"{collection_name}_files",
+        )
+
+    @property
+    def file_chunks(self) -> str:
+        """The GridFS chunks collection of :attr:`files` (the one that grows with content)."""
+        return f"{self.files}.chunks"
 
     def namespaces(self, database_name: str) -> dict[str, str]:
         """``"db.collection"`` per write target, as client-level ``bulkWrite`` names them."""
@@ -108,7 +125,11 @@ class IndexSpec:
     options: Mapping[str, Any]
 
 
-SESSION_INDEXES = (IndexSpec((("updated_at", -1),), "updated_at", {}),)
+SESSION_INDEXES = (
+    IndexSpec((("updated_at", -1),), "updated_at", {}),
+    # A user's sessions, most recent first: serves ``page_sessions(user_id=...)`` keyset paging.
+    IndexSpec((("user_id", 1), ("updated_at", -1)), "user_updated_at", {}),
+)
 MESSAGE_INDEXES = (
     # Serves every conversation read (window by message_id) and makes concurrent inserts safe.
     IndexSpec(
@@ -126,6 +147,24 @@ MESSAGE_INDEXES = (
         {"partialFilterExpression": {"event_loop_metrics": {"$exists": True}}},
     ),
 )
+
+
+# --- shard keys (see docs/deployment.md, "Sharding") --------------------------------------------
+#
+# A sharded cluster enforces a unique index only when the shard key is a prefix of it, and never
+# under a hashed shard key. The messages' unique (session_id, agent_id, message_id) index is what
+# makes concurrent inserts safe, so that collection takes a *ranged* key on a prefix of it; every
+# filter the package sends there carries ``session_id`` (tests/unit/test_shard_keys.py), so reads
+# and writes target the shard that holds the conversation. The sessions collection has no unique
+# index besides ``_id`` and is read by ``_id`` only: a hashed ``_id`` spreads it evenly.
+
+ShardKey = tuple[tuple[str, int | str], ...]
+
+SESSION_SHARD_KEY: ShardKey = (("_id", "hashed"),)
+MESSAGE_SHARD_KEY: ShardKey = (("session_id", 1), ("agent_id", 1))
+# GridFS reads a file's chunks by files_id in n order; the driver's unique index is this key.
+FILE_CHUNKS_SHARD_KEY: ShardKey = (("files_id", 1), ("n", 1))
+FILE_CHUNKS_INDEX = IndexSpec((("files_id", 1), ("n", 1)), "files_id_1_n_1", {"unique": True})
 
 
 def index_models(specs: tuple[IndexSpec, ...]) -> list[IndexModel]:

@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_sessions(commands, common)
     _add_metrics(commands, common)
+    _add_shard_setup(commands, common)
 
     serve = commands.add_parser("serve-db", parents=[common], help="run the embedded SecantusDB until Ctrl-C")
     serve.add_argument("--port", type=parse_positive, default=0, help="TCP port (default: any free port)")
@@ -142,6 +143,19 @@ def _add_metrics(
     metrics.set_defaults(handler=_metrics)
 
 
+def _add_shard_setup(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    shard = commands.add_parser(
+        "shard-setup", parents=[common], help="shard the collections on a cluster (idempotent)"
+    )
+    shard.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    shard.add_argument(
+        "--key-vault-namespace", metavar="DB.COLL", help="the encryption key vault (reported, kept unsharded)"
+    )
+    shard.set_defaults(handler=_shard_setup)
+
+
 def _add_window(parser: argparse.ArgumentParser, *, what: str) -> None:
     parser.add_argument(
         "--since", type=parse_when, metavar="ISO", help=f"{what} at or after (UTC if no zone)"
@@ -182,6 +196,12 @@ def _metrics(args: argparse.Namespace) -> int:
     from .metrics import metrics
 
     return metrics(args)
+
+
+def _shard_setup(args: argparse.Namespace) -> int:
+    from .shard_setup import shard_setup
+
+    return shard_setup(args)
 
 
 def _serve_db(args: argparse.Namespace) -> int:
