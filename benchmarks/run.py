@@ -29,6 +29,7 @@ from . import (
     b6_throughput,
     b7_metrics_query,
     b8_memory,
+    b9_session_paging,
 )
 from ._common import SIZES, Context, Result, counted_client
 from ._environment import describe
@@ -43,6 +44,7 @@ MEASURES: dict[str, Callable[[Context], Result]] = {
     "B6": b6_throughput.run,
     "B7": b7_metrics_query.run,
     "B8": b8_memory.run,
+    "B9": b9_session_paging.run,
 }
 HERE = Path(__file__).parent
 

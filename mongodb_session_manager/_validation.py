@@ -29,6 +29,14 @@ def validate_agent_id(agent_id: Any) -> str:
     return valid
 
 
+def validate_user_id(user_id: Any) -> str:
+    """Like :func:`validate_session_id`: a user id is matched by equality, never as an operator."""
+    valid = _validate_id(user_id, "user_id")
+    if valid.startswith("$"):
+        raise InvalidSessionInputError(f"user_id must not start with '$': {valid!r}")
+    return valid
+
+
 def validate_message_id(message_id: Any) -> int:
     """Message ids are non-negative integers."""
     if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 0:

@@ -146,6 +146,24 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
         return self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
 
+    def page_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> schema.SessionPage:
+        """A page of ``user_id``'s sessions, most recently active first; pass ``next_cursor`` on.
+
+        Keyset-paged over the ``{user_id: 1, updated_at: -1}`` index, so page 200 costs what page 1
+        does (``list_sessions``' ``skip`` reads every skipped session).
+        """
+        return self._drive(self._page_sessions(user_id, limit, after, since, until, agent_id, metadata))
+
     # --- agents -----------------------------------------------------------------------------
 
     def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:

@@ -20,6 +20,9 @@ Everything here is a pure function returning plain dicts: no client, no I/O. Bot
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,7 +32,7 @@ from pymongo import IndexModel
 from strands.types.content import Message
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from ._validation import validate_agent_id, validate_metadata_filter
+from ._validation import validate_agent_id, validate_metadata_filter, validate_user_id
 from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
 
@@ -46,9 +49,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "SESSION_INDEXES",
     "SESSION_LIST_SORT",
+    "SESSION_PAGE_SORT",
     "SESSION_SHARD_KEY",
     "CollectionNames",
     "IndexSpec",
+    "PageCursor",
+    "SessionPage",
     "ShardKey",
     "agent_document",
     "agent_entry",
@@ -67,12 +73,14 @@ __all__ = [
     "message_window_filter",
     "multi_agent_path",
     "multi_agent_update",
+    "next_page_cursor",
     "page",
     "removed_message_count",
     "resume_pipeline",
     "session_document",
     "session_from_document",
     "session_list_filter",
+    "session_page_filter",
     "session_summary",
     "session_update",
     "turn_record_update",
@@ -496,3 +504,96 @@ def session_list_filter(
 
 
 SESSION_LIST_SORT = [("updated_at", -1), ("_id", 1)]
+
+# Keyset paging (``page_sessions``) sorts on ``updated_at`` alone, so a user's page is a range of
+# the ``{user_id: 1, updated_at: -1}`` index read in index order, with no sort of its own (with
+# ``_id`` as a second sort key MongoDB would sort every session of the user first). Sessions that
+# share the last page's ``updated_at`` millisecond are carried in the cursor and excluded by id.
+SESSION_PAGE_SORT = [("updated_at", -1)]
+_CURSOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of ``page_sessions``: the summaries, and the cursor of the next page (None: last)."""
+
+    sessions: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a page ended: its last ``updated_at`` and the ids already returned at that instant."""
+
+    updated_at: datetime
+    seen: tuple[str, ...]
+
+    def encode(self) -> str:
+        millis = int(
+            self.updated_at.replace(tzinfo=self.updated_at.tzinfo or timezone.utc).timestamp() * 1000
+        )
+        raw = json.dumps({"v": _CURSOR_VERSION, "t": millis, "x": list(self.seen)}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> PageCursor:
+        """The cursor ``page_sessions`` handed out; anything else is refused before any I/O."""
+        if not isinstance(cursor, str) or not cursor or len(cursor) > 4 * MAX_CURSOR_BYTES:
+            raise InvalidSessionInputError(f"after must be a cursor from page_sessions, got {cursor!r:.80}")
+        try:
+            data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            millis, seen = data["t"], data["x"]
+            valid = (
+                data.get("v") == _CURSOR_VERSION
+                and isinstance(millis, int)
+                and isinstance(seen, list)
+                and all(isinstance(item, str) for item in seen)
+            )
+        except (ValueError, TypeError, KeyError, binascii.Error):
+            valid = False
+        if not valid:
+            raise InvalidSessionInputError(f"after is not a cursor from page_sessions: {cursor!r:.80}")
+        return cls(datetime.fromtimestamp(millis / 1000, tz=timezone.utc), tuple(seen))
+
+
+MAX_CURSOR_BYTES = 64 * 1024
+
+
+def session_page_filter(
+    *,
+    user_id: str | None = None,
+    after: PageCursor | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    agent_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`session_list_filter` for one user, continuing after a cursor (a keyset page)."""
+    query = session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
+    if user_id is not None:
+        query = {"user_id": validate_user_id(user_id), **query}
+    if after is not None:
+        window = dict(query.get("updated_at") or {})
+        window["$lte"] = after.updated_at
+        query["updated_at"] = window
+        if after.seen:
+            query["_id"] = {"$nin": list(after.seen)}
+    return query
+
+
+def next_page_cursor(
+    documents: list[Mapping[str, Any]], previous: PageCursor | None, limit: int
+) -> str | None:
+    """The cursor after ``documents`` (``limit + 1`` were asked for: one more means a next page)."""
+    if len(documents) <= limit:
+        return None
+    page = documents[:limit]
+    last = page[-1]["updated_at"]
+    seen = [document["_id"] for document in page if document["updated_at"] == last]
+    if previous is not None and _same_instant(previous.updated_at, last):
+        seen = [*previous.seen, *seen]
+    return PageCursor(last, tuple(seen)).encode()
+
+
+def _same_instant(a: datetime, b: datetime) -> bool:
+    return a.replace(tzinfo=a.tzinfo or timezone.utc) == b.replace(tzinfo=b.tzinfo or timezone.utc)

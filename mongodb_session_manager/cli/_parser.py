@@ -108,6 +108,8 @@ def _add_sessions(
     _add_window(listing, what="sessions updated")
     listing.add_argument("--agent", metavar="AGENT_ID", help="only sessions holding this agent")
     _add_meta(listing)
+    listing.add_argument("--user", metavar="USER_ID", help="only this user's sessions (cursor-paged)")
+    listing.add_argument("--after", metavar="CURSOR", help="the next page: the cursor a page printed")
     listing.set_defaults(handler=_sessions("list_sessions"))
 
     show = actions.add_parser("show", parents=[common], help="a session's conversation and per-turn metrics")

@@ -79,6 +79,8 @@ def list_sessions(args: argparse.Namespace) -> int:
         "agent_id": args.agent,
         "metadata": dict(args.meta or []),
     }
+    if args.user is not None or args.after is not None:
+        return _page_sessions(args, filters)
     with open_repository(args) as repository:
         page = repository.list_sessions(skip=args.skip, limit=args.limit, **filters)
         with translate_driver_errors("count sessions"):
@@ -86,6 +88,35 @@ def list_sessions(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"total": total, "skip": args.skip, "limit": args.limit, "sessions": page})
         return 0
+    shown = f"{args.skip + 1}-{args.skip + len(page)}" if page else "none"
+    _print_sessions(f"Sessions ({shown} of {total})", page)
+    return 0
+
+
+def _page_sessions(args: argparse.Namespace, filters: dict[str, Any]) -> int:
+    """``--user``/``--after``: one keyset page, and the cursor of the next one."""
+    if args.skip:
+        raise CLIError("--skip pages by offset; with --user or --after pass the cursor instead", EXIT_USAGE)
+    with open_repository(args) as repository:
+        page = repository.page_sessions(user_id=args.user, limit=args.limit, after=args.after, **filters)
+    if args.json:
+        print_json(
+            {
+                "user_id": args.user,
+                "limit": args.limit,
+                "sessions": page.sessions,
+                "next_cursor": page.next_cursor,
+            }
+        )
+        return 0
+    who = f" of {args.user}" if args.user is not None else ""
+    _print_sessions(f"Sessions{who} ({len(page.sessions)})", page.sessions)
+    if page.next_cursor is not None:
+        sys.stdout.write(f"next page: --after {page.next_cursor}\n")
+    return 0
+
+
+def _print_sessions(title: str, page: list[Document]) -> None:
     console = make_console()
     rows = [
         [
@@ -99,15 +130,9 @@ def list_sessions(args: argparse.Namespace) -> int:
         ]
         for document in page
     ]
-    shown = f"{args.skip + 1}-{args.skip + len(page)}" if page else "none"
     console.print(
-        table(
-            f"Sessions ({shown} of {total})",
-            ("session_id", "updated", "created", "agents", "turns", "tokens", "metadata"),
-            rows,
-        )
+        table(title, ("session_id", "updated", "created", "agents", "turns", "tokens", "metadata"), rows)
     )
-    return 0
 
 
 def show_session(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from ..schema import CollectionNames, IndexSpec, ShardKey
 from ._common import EXIT_USAGE, CLIError, connect, resolve_uri
 from ._output import print_json
 
-__all__ = ["ShardStep", "is_mongos", "shard_plan", "shard_setup", "unsharded"]
+__all__ = ["ShardStep", "is_mongos", "run_step", "shard_plan", "shard_setup", "unsharded"]
 
 Document = dict[str, Any]
 
