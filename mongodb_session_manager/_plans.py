@@ -27,7 +27,7 @@ from .errors import ConcurrentWriteError, MessageTooLargeError, SessionNotFoundE
 
 logger = logging.getLogger(__name__)
 
-Target = Literal["sessions", "messages"]
+Target = Literal["sessions", "messages", "rollups"]
 Document = dict[str, Any]
 T = TypeVar("T")
 
@@ -140,7 +140,28 @@ def write_plan(session_id: str, message: Document | None, write: SessionWrite | 
                 schema.turn_record_update(metrics),
             )
         )
+    ops.extend(rollup_ops(message, write))
     return Plan(tuple(ops), message_index)
+
+
+def rollup_ops(message: Document | None, write: SessionWrite | None) -> list[Op]:
+    """The ``$inc`` of the turn's hour rollup, riding on the write that stores its record.
+
+    A turn's record is either on the message inserted now (``event_loop_metrics``) or attached
+    to an earlier one (``turn_record``). The op comes after those writes in the ordered plan, so
+    a plan stopped by a conflict (retried with another id) never counts a turn twice.
+    """
+    ops: list[Op] = []
+    records: list[tuple[str, Mapping[str, Any]]] = []
+    if message is not None and message.get("event_loop_metrics") is not None:
+        records.append((message["agent_id"], message["event_loop_metrics"]))
+    if write is not None and write.turn_record is not None:
+        records.append((write.agent_id, write.turn_record[1]))
+    for agent_id, record in records:
+        rollup = schema.rollup_update(agent_id, record)
+        if rollup is not None:
+            ops.append(UpdateOp("rollups", rollup[0], rollup[1], upsert=True))
+    return ops
 
 
 def client_models(plan: Plan, namespaces: Mapping[str, str]) -> list[InsertOne[Any] | UpdateOne]:

@@ -103,6 +103,10 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     def messages_collection(self) -> Any:
         return self.database[self.names.messages]
 
+    @property
+    def rollups_collection(self) -> Any:
+        return self.database[self.names.rollups]
+
     # --- set-up -----------------------------------------------------------------------------
 
     async def ensure_indexes(self) -> None:
@@ -113,6 +117,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         with translate_driver_errors("create indexes"):
             await self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
             await self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+            await self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
         mark_indexes_ready(*where)
 
     async def close(self) -> None:
@@ -287,7 +292,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             return await self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return await self.ensure_indexes()
-        collection = self.collection if request.target == "sessions" else self.messages_collection
+        collection = self._collection_for(request.target)
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):
                 return await collection.find_one(request.filter, request.projection)
@@ -337,7 +342,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             except ClientBulkWriteUnsupported:
                 self._bulk_supported = False
         for index, op in enumerate(plan.ops):
-            collection = self.collection if op.target == "sessions" else self.messages_collection
+            collection = self._collection_for(op.target)
             try:
                 with translate_driver_errors(operation):
                     if isinstance(op, InsertOp):
@@ -347,3 +352,8 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             except DuplicateKey:
                 return index
         return None
+
+    def _collection_for(self, target: str) -> Any:
+        if target == "rollups":
+            return self.rollups_collection
+        return self.collection if target == "sessions" else self.messages_collection

@@ -81,6 +81,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         self.database: Database[Document] = client[database_name]
         self.collection: Collection[Document] = self.database[self.names.sessions]
         self.messages_collection: Collection[Document] = self.database[self.names.messages]
+        self.rollups_collection: Collection[Document] = self.database[self.names.rollups]
         # Checked on the type: clients like mongomock answer any attribute with a database.
         self._bulk_supported = callable(getattr(type(client), "bulk_write", None))
 
@@ -107,6 +108,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             with translate_driver_errors("create indexes"):
                 self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
                 self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+                self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
             mark_indexes_ready(*where)
 
     def close(self) -> None:
@@ -340,4 +342,6 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         return None
 
     def _collection_for(self, target: str) -> Collection[Document]:
+        if target == "rollups":
+            return self.rollups_collection
         return self.collection if target == "sessions" else self.messages_collection
