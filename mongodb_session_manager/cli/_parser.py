@@ -136,6 +136,18 @@ def _add_metrics(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
     metrics = commands.add_parser("metrics", parents=[common], help="turn totals, optionally grouped")
+    metrics.add_argument(
+        "action",
+        nargs="?",
+        choices=("backfill",),
+        help="backfill: rebuild the hourly rollups from the stored turn records",
+    )
+    metrics.add_argument(
+        "--source",
+        choices=("auto", "turns", "rollups"),
+        default="auto",
+        help="auto (default): hourly rollups when they answer the filter; turns for percentiles",
+    )
     _add_window(metrics, what="turns started")
     metrics.add_argument("--agent", metavar="AGENT_ID", help="only this agent's turns")
     metrics.add_argument("--model", metavar="MODEL_ID", help="only turns of this model")

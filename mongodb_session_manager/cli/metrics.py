@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..metrics import MetricsFilter, MetricsGroup, MetricsQuery
+from ..metrics.backfill import rebuild_rollups
 from ._common import open_repository
 from ._output import make_console, print_csv, print_json, table
 
-__all__ = ["COLUMNS", "metrics"]
+__all__ = ["COLUMNS", "backfill", "metrics"]
 
 COLUMNS = tuple(MetricsGroup.model_fields)
 _TABLE_COLUMNS = {
@@ -28,6 +30,8 @@ _TABLE_COLUMNS = {
 
 
 def metrics(args: argparse.Namespace) -> int:
+    if args.action == "backfill":
+        return backfill(args)
     metrics_filter = MetricsFilter(
         since=args.since,
         until=args.until,
@@ -37,8 +41,8 @@ def metrics(args: argparse.Namespace) -> int:
     )
     with open_repository(args) as repository:
         query = MetricsQuery(repository)
-        summary = query.summary(metrics_filter)
-        groups = query.group_by(args.group_by, metrics_filter) if args.group_by else []
+        summary = query.summary(metrics_filter, source=args.source)
+        groups = query.group_by(args.group_by, metrics_filter, source=args.source) if args.group_by else []
     output = "json" if args.json else args.format
     if output == "json":
         print_json(
@@ -57,6 +61,17 @@ def metrics(args: argparse.Namespace) -> int:
         console.print(_table("Summary", [summary], key=None))
         if args.group_by:
             console.print(_table(f"By {args.group_by}", groups, key=args.group_by))
+    return 0
+
+
+def backfill(args: argparse.Namespace) -> int:
+    """Rebuild every hour's rollup from the turn records stored now (idempotent: replaces them)."""
+    with open_repository(args) as repository:
+        rollups = rebuild_rollups(repository)
+    if args.json:
+        print_json({"rollups": rollups})
+    else:
+        sys.stdout.write(f"rebuilt {rollups} hourly rollups from the stored turn records\n")
     return 0
 
 

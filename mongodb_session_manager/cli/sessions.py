@@ -10,6 +10,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pymongo import UpdateOne
+
 from .. import schema
 from .._driver_errors import DuplicateKey, translate_driver_errors
 from .._validation import validate_session_id
@@ -207,6 +209,7 @@ def import_session(args: argparse.Namespace) -> int:
                 repository.collection.insert_one(document)
                 for start in range(0, len(messages), _IMPORT_BATCH):
                     repository.messages_collection.insert_many(messages[start : start + _IMPORT_BATCH])
+                _roll_up(repository, messages)
         except DuplicateKey as exc:
             raise CLIError(
                 f"session {session_id!r} was written by someone else during the import: {exc}", EXIT_CONFLICT
@@ -226,6 +229,18 @@ def delete_session(args: argparse.Namespace) -> int:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _roll_up(repository: MongoDBSessionRepository, messages: list[Document]) -> None:
+    """Count the imported turns in the hourly rollups, as the write path does for new turns."""
+    updates = []
+    for message in messages:
+        record = message.get("event_loop_metrics")
+        rollup = None if record is None else schema.rollup_update(str(message.get("agent_id")), record)
+        if rollup is not None:
+            updates.append(UpdateOne(rollup[0], rollup[1], upsert=True))
+    if updates:
+        repository.rollups_collection.bulk_write(updates, ordered=False)
 
 
 def _confirm(question: str) -> None:

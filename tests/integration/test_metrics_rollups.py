@@ -29,6 +29,7 @@ from mongodb_session_manager import (
     schema,
 )
 from mongodb_session_manager._plans import client_models, write_plan
+from mongodb_session_manager.cli import main
 from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
 
 START = datetime(2025, 6, 1, tzinfo=timezone.utc)
@@ -141,7 +142,7 @@ def test_summary_from_rollups_equals_summary_from_turn_records(
 ) -> None:
     query = MetricsQuery(seeded)
     from_turns = query.summary(metrics_filter, source="turns")
-    assert 0 < from_turns.turns
+    assert from_turns.turns > 0
     assert from_turns.failed_turns > 0
     assert from_turns.cancelled_turns > 0
     assert_same(from_turns, query.summary(metrics_filter, source="rollups"))
@@ -221,3 +222,34 @@ async def test_real_turns_are_rolled_up_in_their_final_write(
         assert [row.key for row in rollup_rows] == [row.key for row in turns_rows]
         for turns_row, rollups_row in zip(turns_rows, rollup_rows, strict=True):
             assert_same(turns_row, rollups_row)
+
+
+def test_backfill_rebuilds_rollups_for_turns_stored_without_them(
+    mongo_client: pymongo.MongoClient[dict[str, Any]],
+    mongodb_uri: str,
+    database_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repository = MongoDBSessionRepository(client=mongo_client, database_name=database_name)
+    repository.ensure_indexes()
+    old_turns = []
+    for n in range(300):  # as stored before rollups existed: turn records only
+        message = SessionMessage.from_message({"role": "assistant", "content": [{"text": "ok"}]}, n)
+        old_turns.append(
+            schema.message_document(f"old-{n % 7}", AGENTS[n % 3], message, event_loop_metrics=turn_record(n))
+        )
+    repository.messages_collection.insert_many(old_turns)
+    query = MetricsQuery(repository)
+    assert query.summary(source="rollups").turns == 0
+
+    for _ in range(2):  # idempotent: a second run rebuilds the same hours
+        assert main(["metrics", "backfill", "--uri", mongodb_uri, "--database", database_name]) == 0
+        assert "hourly rollups" in capsys.readouterr().out
+        assert_same(query.summary(source="turns"), query.summary(source="rollups"))
+
+    seed_turns(repository, 30)  # new turns $inc the hours the backfill wrote
+    assert_same(query.summary(source="turns"), query.summary(source="rollups"))
+    for turns_row, rollups_row in zip(
+        query.group_by("hour", source="turns"), query.group_by("hour"), strict=True
+    ):
+        assert_same(turns_row, rollups_row)
