@@ -30,6 +30,7 @@ from . import (
     b7_metrics_query,
     b8_memory,
     b9_session_paging,
+    b10_metrics_rollups,
 )
 from ._common import SIZES, Context, Result, counted_client
 from ._environment import describe
@@ -45,6 +46,7 @@ MEASURES: dict[str, Callable[[Context], Result]] = {
     "B7": b7_metrics_query.run,
     "B8": b8_memory.run,
     "B9": b9_session_paging.run,
+    "B10": b10_metrics_rollups.run,
 }
 HERE = Path(__file__).parent
 
