@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any, Literal
 
 from .._validation import validate_metadata_filter
@@ -321,7 +322,8 @@ def rollups_refusal(metrics_filter: MetricsFilter | None, *, timezone: str = "UT
         return "rollups are not kept per session metadata"
     for name in ("since", "until"):
         moment: datetime | None = getattr(metrics_filter, name)
-        if moment is not None and (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
+        utc = None if moment is None else moment.astimezone(dt_timezone.utc)  # +05:30 is not on the hour
+        if moment is not None and utc is not None and (utc.minute, utc.second, utc.microsecond) != (0, 0, 0):
             return f"rollups count whole hours; {name} ({moment.isoformat()}) is not on the hour"
     if timezone != "UTC":
         return "rollups are hours in UTC; pass timezone='UTC'"

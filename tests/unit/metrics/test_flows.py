@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -196,6 +196,10 @@ def test_auto_reads_the_rollups_when_they_answer_the_filter_exactly() -> None:
     [
         (MetricsFilter(since=datetime(2025, 1, 1, 8, 30)), "UTC"),
         (MetricsFilter(until=datetime(2025, 1, 1, 8, 0, 1)), "UTC"),
+        (
+            MetricsFilter(since=datetime(2025, 1, 1, 9, tzinfo=timezone(timedelta(hours=5, minutes=30)))),
+            "UTC",
+        ),
         (MetricsFilter(session_ids=["s"]), "UTC"),
         (MetricsFilter(metadata={"tenant": "acme"}), "UTC"),
         (None, "Asia/Kolkata"),
