@@ -2,6 +2,7 @@
 
     POST /chat?session_id=...        {"prompt": "..."}  -> the reply as plain text, streamed
     POST /chat/sse?session_id=...    {"prompt": "..."}  -> Server-Sent Events: token..., done
+    GET  /sessions?user_id=...&after=...                 -> a page of sessions and the next cursor
     GET  /sessions/{session_id}                          -> the stored messages
     GET  /sessions/{session_id}/metrics                  -> per-turn metrics and totals
 
@@ -110,6 +111,15 @@ def create_app(
         """The reply as Server-Sent Events, ending with the turn's metrics."""
         agent = new_agent(manager)
         return sse_response(stream_sse(agent, request.prompt, session_manager=manager))
+
+    @app.get("/sessions")
+    async def sessions(
+        user_id: str | None = None, after: str | None = None, limit: int = 20
+    ) -> dict[str, Any]:
+        """Sessions, most recently active first, one keyset page; pass ``next_cursor`` as ``after``."""
+        repository: AsyncMongoDBSessionRepository = app.state.repository
+        page = await repository.page_sessions(user_id=user_id, after=after, limit=limit)
+        return {"sessions": json_safe(page.sessions), "next_cursor": page.next_cursor}
 
     @app.get("/sessions/{session_id}")
     async def session_messages(session_id: str, agent_id: str = AGENT_ID) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from .metrics import (
 )
 from .pool import MongoDBConnectionPool
 from .repository import MongoDBSessionRepository
+from .schema import SessionPage
 from .streaming import stream_sse, stream_text
 
 __version__ = _package_version()
@@ -66,6 +67,7 @@ __all__ = [
     "SessionDecryptionError",
     "SessionMetrics",
     "SessionNotFoundError",
+    "SessionPage",
     "SessionRank",
     "StoreUnavailableError",
     "ToolUsage",

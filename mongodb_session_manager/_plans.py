@@ -29,7 +29,7 @@ from .errors import ConcurrentWriteError, MessageTooLargeError, SessionNotFoundE
 
 logger = logging.getLogger(__name__)
 
-Target = Literal["sessions", "messages"]
+Target = Literal["sessions", "messages", "rollups"]
 Document = dict[str, Any]
 T = TypeVar("T")
 
@@ -221,7 +221,29 @@ def write_plan(
         ops.append(
             UpdateOp("sessions", schema.lease_release_filter(session_id, write.agent_id, lease.owner), update)
         )
+    ops.extend(rollup_ops(messages, write))
     return Plan(tuple(ops), message_index, len(messages))
+
+
+def rollup_ops(messages: Sequence[Document], write: SessionWrite | None) -> list[Op]:
+    """The ``$inc`` of the turn's hour rollup, riding on the write that stores its record.
+
+    A turn's record is either on the message inserted now (``event_loop_metrics``) or attached
+    to an earlier one (``turn_record``). The op comes after those writes in the ordered plan, so
+    a plan stopped by a conflict (retried with another id) never counts a turn twice.
+    """
+    ops: list[Op] = []
+    records: list[tuple[str, Mapping[str, Any]]] = []
+    for message in messages:
+        if message.get("event_loop_metrics") is not None:
+            records.append((message["agent_id"], message["event_loop_metrics"]))
+    if write is not None and write.turn_record is not None:
+        records.append((write.agent_id, write.turn_record[1]))
+    for agent_id, record in records:
+        rollup = schema.rollup_update(agent_id, record)
+        if rollup is not None:
+            ops.append(UpdateOp("rollups", rollup[0], rollup[1], upsert=True))
+    return ops
 
 
 ClientModel = InsertOne[Any] | UpdateOne | UpdateMany | DeleteMany

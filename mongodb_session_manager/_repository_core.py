@@ -206,6 +206,34 @@ class RepositoryCore:
             )
         return erase_user_flow(validate_user_id(user_id), key_vault_namespace)
 
+    def _page_sessions(
+        self,
+        user_id: str | None,
+        limit: int,
+        after: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        agent_id: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Flow[schema.SessionPage]:
+        """A keyset page: ``limit + 1`` sessions from where the cursor ended, newest first."""
+        _, limit = schema.page(0, limit)
+        cursor = None if after is None else schema.PageCursor.decode(after)
+        query = schema.session_page_filter(
+            user_id=user_id, after=cursor, since=since, until=until, agent_id=agent_id, metadata=metadata
+        )
+
+        def flow() -> Flow[schema.SessionPage]:
+            documents = yield ask(
+                Find("sessions", query, sort=schema.SESSION_PAGE_SORT, limit=limit + 1), "page sessions"
+            )
+            return schema.SessionPage(
+                [schema.session_summary(document) for document in documents[:limit]],
+                schema.next_page_cursor(documents, cursor, limit),
+            )
+
+        return flow()
+
     # --- agents -----------------------------------------------------------------------------
 
     def _create_agent(self, session_id: str, session_agent: SessionAgent) -> Flow[None]:

@@ -112,6 +112,10 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     def messages_collection(self) -> Any:
         return self.database[self.names.messages]
 
+    @property
+    def rollups_collection(self) -> Any:
+        return self.database[self.names.rollups]
+
     # --- set-up -----------------------------------------------------------------------------
 
     async def ensure_indexes(self) -> None:
@@ -122,6 +126,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         with translate_driver_errors("create indexes"):
             await self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
             await self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+            await self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
         mark_indexes_ready(*where)
 
     async def close(self) -> None:
@@ -202,6 +207,24 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         on this repository's client (see :mod:`.encryption`).
         """
         return await self._drive(self._erase_user(user_id, key_vault_namespace))
+
+    async def page_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> schema.SessionPage:
+        """A page of ``user_id``'s sessions, most recently active first; pass ``next_cursor`` on.
+
+        Keyset-paged over the ``{user_id: 1, updated_at: -1}`` index, so page 200 costs what page 1
+        does (``list_sessions``' ``skip`` reads every skipped session).
+        """
+        return await self._drive(self._page_sessions(user_id, limit, after, since, until, agent_id, metadata))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -343,7 +366,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             return await asyncio.to_thread(
                 write_archive, request.directory, request.session, request.messages
             )
-        collection = self.collection if request.target == "sessions" else self.messages_collection
+        collection = self._collection_for(request.target)
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):
                 return await collection.find_one(request.filter, request.projection)
@@ -393,7 +416,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             except ClientBulkWriteUnsupported:
                 self._bulk_supported = False
         for index, op in enumerate(plan.ops):
-            collection = self.collection if op.target == "sessions" else self.messages_collection
+            collection = self._collection_for(op.target)
             try:
                 with translate_driver_errors(operation):
                     if isinstance(op, InsertOp):
@@ -407,3 +430,8 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             except DuplicateKey:
                 return index
         return None
+
+    def _collection_for(self, target: str) -> Any:
+        if target == "rollups":
+            return self.rollups_collection
+        return self.collection if target == "sessions" else self.messages_collection

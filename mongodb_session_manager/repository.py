@@ -88,6 +88,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         self.database: Database[Document] = client[database_name]
         self.collection: Collection[Document] = self.database[self.names.sessions]
         self.messages_collection: Collection[Document] = self.database[self.names.messages]
+        self.rollups_collection: Collection[Document] = self.database[self.names.rollups]
         # Checked on the type: clients like mongomock answer any attribute with a database.
         self._bulk_supported = callable(getattr(type(client), "bulk_write", None))
 
@@ -114,6 +115,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             with translate_driver_errors("create indexes"):
                 self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
                 self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+                self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
             mark_indexes_ready(*where)
 
     def close(self) -> None:
@@ -184,6 +186,24 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         on this repository's client (see :mod:`.encryption`).
         """
         return self._drive(self._erase_user(user_id, key_vault_namespace))
+
+    def page_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> schema.SessionPage:
+        """A page of ``user_id``'s sessions, most recently active first; pass ``next_cursor`` on.
+
+        Keyset-paged over the ``{user_id: 1, updated_at: -1}`` index, so page 200 costs what page 1
+        does (``list_sessions``' ``skip`` reads every skipped session).
+        """
+        return self._drive(self._page_sessions(user_id, limit, after, since, until, agent_id, metadata))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -395,4 +415,6 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         return None
 
     def _collection_for(self, target: str) -> Collection[Document]:
+        if target == "rollups":
+            return self.rollups_collection
         return self.collection if target == "sessions" else self.messages_collection

@@ -27,6 +27,9 @@ Everything here is a pure function returning plain dicts: no client, no I/O. Bot
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,7 +39,7 @@ from pymongo import IndexModel
 from strands.types.content import Message
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from ._validation import validate_agent_id, validate_metadata_filter
+from ._validation import validate_agent_id, validate_metadata_filter, validate_user_id
 from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
 from .masking import mask_message
@@ -45,15 +48,26 @@ __all__ = [
     "DEFAULT_COLLECTION_NAME",
     "DEFAULT_DATABASE_NAME",
     "EXPORT_MESSAGE_SORT",
+    "FILE_CHUNKS_INDEX",
+    "FILE_CHUNKS_SHARD_KEY",
     "MAX_PAGE_SIZE",
     "MESSAGE_INDEXES",
+    "MESSAGE_SHARD_KEY",
     "MESSAGE_SORT",
     "RESUME_WINDOW_FIELD",
+    "ROLLUP_HOUR_FORMAT",
+    "ROLLUP_INDEXES",
+    "ROLLUP_TOKEN_FIELDS",
     "SCHEMA_VERSION",
     "SESSION_INDEXES",
     "SESSION_LIST_SORT",
+    "SESSION_PAGE_SORT",
+    "SESSION_SHARD_KEY",
     "CollectionNames",
     "IndexSpec",
+    "PageCursor",
+    "SessionPage",
+    "ShardKey",
     "agent_document",
     "agent_entry",
     "agent_from_document",
@@ -70,6 +84,7 @@ __all__ = [
     "idle_sessions_filter",
     "index_models",
     "is_expired",
+    "latency_measured",
     "lease_path",
     "lease_release_filter",
     "lease_release_update",
@@ -84,15 +99,22 @@ __all__ = [
     "message_window_filter",
     "multi_agent_path",
     "multi_agent_update",
+    "next_page_cursor",
     "page",
     "removed_message_count",
     "renew_messages_filter",
     "renew_messages_update",
     "renew_session_update",
     "resume_pipeline",
+    "rollup_hour",
+    "rollup_id",
+    "rollup_increments",
+    "rollup_key",
+    "rollup_update",
     "session_document",
     "session_from_document",
     "session_list_filter",
+    "session_page_filter",
     "session_summary",
     "session_update",
     "trimmed_messages_filter",
@@ -115,16 +137,29 @@ class CollectionNames:
 
     sessions: str
     messages: str
+    rollups: str = ""
+    files: str = ""  # the GridFS bucket: ``<files>.files`` and ``<files>.chunks``
 
     @classmethod
     def for_base(cls, collection_name: str) -> CollectionNames:
-        return cls(sessions=collection_name, messages=f"{collection_name}_messages")
+        return cls(
+            sessions=collection_name,
+            messages=f"{collection_name}_messages",
+            rollups=f"{collection_name}_rollups",
+            files=f"{collection_name}_files",
+        )
+
+    @property
+    def file_chunks(self) -> str:
+        """The GridFS chunks collection of :attr:`files` (the one that grows with content)."""
+        return f"{self.files}.chunks"
 
     def namespaces(self, database_name: str) -> dict[str, str]:
         """``"db.collection"`` per write target, as client-level ``bulkWrite`` names them."""
         return {
             "sessions": f"{database_name}.{self.sessions}",
             "messages": f"{database_name}.{self.messages}",
+            "rollups": f"{database_name}.{self.rollups}",
         }
 
 
@@ -169,6 +204,24 @@ MESSAGE_INDEXES = (
         {"partialFilterExpression": {"idempotency_key": {"$exists": True}}},
     ),
 )
+
+
+# --- shard keys (see docs/deployment.md, "Sharding") --------------------------------------------
+#
+# A sharded cluster enforces a unique index only when the shard key is a prefix of it, and never
+# under a hashed shard key. The messages' unique (session_id, agent_id, message_id) index is what
+# makes concurrent inserts safe, so that collection takes a *ranged* key on a prefix of it; every
+# filter the package sends there carries ``session_id`` (tests/unit/test_shard_keys.py), so reads
+# and writes target the shard that holds the conversation. The sessions collection has no unique
+# index besides ``_id`` and is read by ``_id`` only: a hashed ``_id`` spreads it evenly.
+
+ShardKey = tuple[tuple[str, int | str], ...]
+
+SESSION_SHARD_KEY: ShardKey = (("_id", "hashed"),)
+MESSAGE_SHARD_KEY: ShardKey = (("session_id", 1), ("agent_id", 1))
+# GridFS reads a file's chunks by files_id in n order; the driver's unique index is this key.
+FILE_CHUNKS_SHARD_KEY: ShardKey = (("files_id", 1), ("n", 1))
+FILE_CHUNKS_INDEX = IndexSpec((("files_id", 1), ("n", 1)), "files_id_1_n_1", {"unique": True})
 
 
 def index_models(specs: tuple[IndexSpec, ...]) -> list[IndexModel]:
@@ -670,3 +723,183 @@ def session_list_filter(
 
 
 SESSION_LIST_SORT = [("updated_at", -1), ("_id", 1)]
+
+# Keyset paging (``page_sessions``) sorts on ``updated_at`` alone, so a user's page is a range of
+# the ``{user_id: 1, updated_at: -1}`` index read in index order, with no sort of its own (with
+# ``_id`` as a second sort key MongoDB would sort every session of the user first). Sessions that
+# share the last page's ``updated_at`` millisecond are carried in the cursor and excluded by id.
+SESSION_PAGE_SORT = [("updated_at", -1)]
+_CURSOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of ``page_sessions``: the summaries, and the cursor of the next page (None: last)."""
+
+    sessions: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a page ended: its last ``updated_at`` and the ids already returned at that instant."""
+
+    updated_at: datetime
+    seen: tuple[str, ...]
+
+    def encode(self) -> str:
+        millis = int(
+            self.updated_at.replace(tzinfo=self.updated_at.tzinfo or timezone.utc).timestamp() * 1000
+        )
+        raw = json.dumps({"v": _CURSOR_VERSION, "t": millis, "x": list(self.seen)}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> PageCursor:
+        """The cursor ``page_sessions`` handed out; anything else is refused before any I/O."""
+        if not isinstance(cursor, str) or not cursor or len(cursor) > 4 * MAX_CURSOR_BYTES:
+            raise InvalidSessionInputError(f"after must be a cursor from page_sessions, got {cursor!r:.80}")
+        try:
+            data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            millis, seen = data["t"], data["x"]
+            valid = (
+                data.get("v") == _CURSOR_VERSION
+                and isinstance(millis, int)
+                and isinstance(seen, list)
+                and all(isinstance(item, str) for item in seen)
+            )
+        except (ValueError, TypeError, KeyError, binascii.Error):
+            valid = False
+        if not valid:
+            raise InvalidSessionInputError(f"after is not a cursor from page_sessions: {cursor!r:.80}")
+        return cls(datetime.fromtimestamp(millis / 1000, tz=timezone.utc), tuple(seen))
+
+
+MAX_CURSOR_BYTES = 64 * 1024
+
+
+def session_page_filter(
+    *,
+    user_id: str | None = None,
+    after: PageCursor | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    agent_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`session_list_filter` for one user, continuing after a cursor (a keyset page)."""
+    query = session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
+    if user_id is not None:
+        query = {"user_id": validate_user_id(user_id), **query}
+    if after is not None:
+        window = dict(query.get("updated_at") or {})
+        window["$lte"] = after.updated_at
+        query["updated_at"] = window
+        if after.seen:
+            query["_id"] = {"$nin": list(after.seen)}
+    return query
+
+
+def next_page_cursor(
+    documents: list[Mapping[str, Any]], previous: PageCursor | None, limit: int
+) -> str | None:
+    """The cursor after ``documents`` (``limit + 1`` were asked for: one more means a next page)."""
+    if len(documents) <= limit:
+        return None
+    page = documents[:limit]
+    last = page[-1]["updated_at"]
+    seen = [document["_id"] for document in page if document["updated_at"] == last]
+    if previous is not None and _same_instant(previous.updated_at, last):
+        seen = [*previous.seen, *seen]
+    return PageCursor(last, tuple(seen)).encode()
+
+
+def _same_instant(a: datetime, b: datetime) -> bool:
+    return a.replace(tzinfo=a.tzinfo or timezone.utc) == b.replace(tzinfo=b.tzinfo or timezone.utc)
+
+
+# --- metrics rollups ----------------------------------------------------------------------------
+#
+# ``<collection>_rollups``: one document per (hour, agent_id, model_id), ``$inc``-ed by the write
+# that stores a turn's record (in the same bulkWrite), so dashboards read hours, not turns::
+#
+#     {_id: "2025-01-31T08Z.<agent_id>.<model_id>", hour: Date, agent_id, model_id, turns, failed_turns,
+#      cancelled_turns, inputTokens, outputTokens, totalTokens, cacheReadInputTokens,
+#      cacheWriteInputTokens, latency_ms, latency_max_ms, ttfb_ms, ttfb_turns, tool_calls}
+#
+# A ledger of the turns that ran: deleting a session does not subtract its turns (rollups hold
+# no conversation content). ``metrics backfill`` rebuilds them from the stored turn records.
+
+ROLLUP_INDEXES = (IndexSpec((("hour", 1),), "hour", {}),)
+ROLLUP_TOKEN_FIELDS = (
+    "inputTokens",
+    "outputTokens",
+    "totalTokens",
+    "cacheReadInputTokens",
+    "cacheWriteInputTokens",
+)
+
+
+def rollup_hour(moment: datetime) -> datetime:
+    """The UTC hour a turn that started at ``moment`` is counted in (naive means UTC)."""
+    utc = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return utc.replace(minute=0, second=0, microsecond=0)
+
+
+ROLLUP_HOUR_FORMAT = "%Y-%m-%dT%HZ"
+
+
+def rollup_id(hour: datetime, agent_id: str, model_id: str | None) -> str:
+    """``2025-01-31T08Z.<agent_id>[.<model_id>]``: unambiguous, as agent ids hold no ``.``.
+
+    A string, not a sub-document: SecantusDB upserts on a sub-document ``_id`` about 4x slower.
+    """
+    prefix = f"{hour.strftime(ROLLUP_HOUR_FORMAT)}.{agent_id}"
+    return prefix if model_id is None else f"{prefix}.{model_id}"
+
+
+def rollup_key(hour: datetime, agent_id: str, model_id: str | None) -> dict[str, Any]:
+    return {"hour": hour, "agent_id": agent_id, "model_id": model_id}
+
+
+def rollup_increments(record: Mapping[str, Any]) -> dict[str, int | float]:
+    """What one turn record adds to its hour's rollup."""
+    usage: Mapping[str, Any] = record.get("accumulated_usage") or {}
+    timing: Mapping[str, Any] = record.get("accumulated_metrics") or {}
+    increments: dict[str, int | float] = {
+        "turns": 1,
+        "failed_turns": int(record.get("status") == "failed"),
+        "cancelled_turns": int(record.get("status") == "cancelled"),
+        **{name: int(usage.get(name) or 0) for name in ROLLUP_TOKEN_FIELDS},
+        "latency_ms": timing.get("latencyMs") or 0,
+        "tool_calls": int(record.get("tool_calls") or 0),
+    }
+    if timing.get("timeToFirstByteMs") is not None:
+        increments["ttfb_ms"] = timing["timeToFirstByteMs"]
+        increments["ttfb_turns"] = 1
+    if latency_measured(record):  # what the latency mean covers (see metrics.pipelines)
+        increments["latency_sample_ms"] = timing.get("latencyMs") or 0
+        increments["latency_turns"] = 1
+    return increments
+
+
+def latency_measured(record: Mapping[str, Any]) -> bool:
+    """A turn with a model latency to measure: not cancelled, and a model call came back."""
+    calls = record.get("model_calls")
+    return record.get("status") != "cancelled" and (calls is None or calls > 0)
+
+
+def rollup_update(agent_id: str, record: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(filter, update)`` of the upsert counting one turn record in its hour (None: no start time)."""
+    started_at = record.get("started_at")
+    if not isinstance(started_at, datetime):
+        return None
+    key = rollup_key(rollup_hour(started_at), agent_id, record.get("model_id"))
+    timing: Mapping[str, Any] = record.get("accumulated_metrics") or {}
+    update: dict[str, Any] = {
+        "$setOnInsert": dict(key),
+        "$inc": rollup_increments(record),
+    }
+    if latency_measured(record):
+        update["$max"] = {"latency_max_ms": timing.get("latencyMs") or 0}
+    return {"_id": rollup_id(**key)}, update

@@ -165,6 +165,8 @@ def _add_list(actions: Commands, common: _Parser) -> None:
     _add_window(listing, what="sessions updated")
     listing.add_argument("--agent", metavar="AGENT_ID", help="only sessions holding this agent")
     _add_meta(listing)
+    listing.add_argument("--user", metavar="USER_ID", help="only this user's sessions (cursor-paged)")
+    listing.add_argument("--after", metavar="CURSOR", help="the next page: the cursor a page printed")
     listing.set_defaults(handler=_run("sessions", "list_sessions"))
 
 
@@ -210,6 +212,12 @@ def _add_metrics(commands: Commands, common: _Parser) -> None:
         description="Without an action: totals over the selected turns, optionally grouped.",
     )
     _add_metrics_filters(metrics)
+    metrics.add_argument(
+        "--source",
+        choices=("auto", "turns", "rollups"),
+        default="auto",
+        help="auto (default): hourly rollups when they answer the filter; turns for percentiles",
+    )
     metrics.add_argument("--group-by", choices=("day", "hour", "model", "agent"), help="one row per group")
     metrics.set_defaults(handler=_run("metrics", "metrics"))
     actions = metrics.add_subparsers(dest="action", metavar="ACTION")
@@ -227,6 +235,11 @@ def _add_metrics(commands: Commands, common: _Parser) -> None:
     tools = actions.add_parser("tool-usage", parents=[common], help="calls, errors and time per tool")
     _add_metrics_filters(tools)
     tools.set_defaults(handler=_run("metrics", "tool_usage"))
+
+    backfill = actions.add_parser(
+        "backfill", parents=[common], help="rebuild the hourly rollups from the stored turn records"
+    )
+    backfill.set_defaults(handler=_run("metrics", "backfill"))
 
 
 def _add_metrics_filters(parser: argparse.ArgumentParser) -> None:
@@ -254,7 +267,21 @@ def _add_serve_db(commands: Commands, common: _Parser) -> None:
     serve.set_defaults(handler=_run("serve", "serve_db"))
 
 
-_COMMANDS = (_add_demo, _add_sessions, _add_metrics, add_users, _add_serve_db)
+def _add_shard_setup(commands: Commands, common: _Parser) -> None:
+    shard = commands.add_parser(
+        "shard-setup", parents=[common], help="shard the collections on a cluster (idempotent)"
+    )
+    shard.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    shard.add_argument(
+        "--key-vault-namespace", metavar="DB.COLL", help="the encryption key vault (reported, kept unsharded)"
+    )
+    shard.set_defaults(handler=_run("shard_setup", "shard_setup"))
+
+
+# --- option types ---------------------------------------------------------------------------------
+
+
+_COMMANDS = (_add_demo, _add_sessions, _add_metrics, add_users, _add_shard_setup, _add_serve_db)
 
 
 def _add_window(parser: argparse.ArgumentParser, *, what: str) -> None:
@@ -286,9 +313,6 @@ def _run(module: str, name: str) -> Handler:
         return command(args)
 
     return handler
-
-
-# --- option types ---------------------------------------------------------------------------------
 
 
 def parse_when(value: str) -> datetime:

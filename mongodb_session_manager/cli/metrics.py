@@ -8,12 +8,14 @@ still count in ``turns`` (and in ``cancelled``/``failed``).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from ..metrics import MetricsFilter, MetricsGroup, MetricsQuery, SessionRank, ToolUsage
+from ..metrics.backfill import rebuild_rollups
 from ._common import open_repository
 from ._output import make_console, print_csv, print_json, table
 
@@ -21,6 +23,7 @@ __all__ = [
     "COLUMNS",
     "RANK_COLUMNS",
     "TOOL_COLUMNS",
+    "backfill",
     "metrics",
     "metrics_filter",
     "tool_usage",
@@ -87,8 +90,8 @@ def metrics(args: argparse.Namespace) -> int:
     selected = metrics_filter(args)
     with open_repository(args) as repository:
         query = MetricsQuery(repository)
-        summary = query.summary(selected)
-        groups = query.group_by(args.group_by, selected) if args.group_by else []
+        summary = query.summary(selected, source=args.source)
+        groups = query.group_by(args.group_by, selected, source=args.source) if args.group_by else []
     output = _output(args)
     if output == "json":
         print_json(
@@ -107,6 +110,17 @@ def metrics(args: argparse.Namespace) -> int:
         console.print(_group_table("Summary", [summary], key=None))
         if args.group_by:
             console.print(_group_table(f"By {args.group_by}", groups, key=args.group_by))
+    return 0
+
+
+def backfill(args: argparse.Namespace) -> int:
+    """Rebuild every hour's rollup from the turn records stored now (idempotent: replaces them)."""
+    with open_repository(args) as repository:
+        rollups = rebuild_rollups(repository)
+    if args.json:
+        print_json({"rollups": rollups})
+    else:
+        sys.stdout.write(f"rebuilt {rollups} hourly rollups from the stored turn records\n")
     return 0
 
 

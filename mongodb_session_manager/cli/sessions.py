@@ -10,6 +10,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pymongo import UpdateOne
+
 from .. import schema
 from .._driver_errors import DuplicateKey, translate_driver_errors
 from .._validation import validate_session_id
@@ -92,6 +94,8 @@ def list_sessions(args: argparse.Namespace) -> int:
         "agent_id": args.agent,
         "metadata": dict(args.meta or []),
     }
+    if args.user is not None or args.after is not None:
+        return _page_sessions(args, filters)
     with open_repository(args) as repository:
         page = repository.list_sessions(skip=args.skip, limit=args.limit, **filters)
         with translate_driver_errors("count sessions"):
@@ -99,6 +103,35 @@ def list_sessions(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"total": total, "skip": args.skip, "limit": args.limit, "sessions": page})
         return 0
+    shown = f"{args.skip + 1}-{args.skip + len(page)}" if page else "none"
+    _print_sessions(f"Sessions ({shown} of {total})", page)
+    return 0
+
+
+def _page_sessions(args: argparse.Namespace, filters: dict[str, Any]) -> int:
+    """``--user``/``--after``: one keyset page, and the cursor of the next one."""
+    if args.skip:
+        raise CLIError("--skip pages by offset; with --user or --after pass the cursor instead", EXIT_USAGE)
+    with open_repository(args) as repository:
+        page = repository.page_sessions(user_id=args.user, limit=args.limit, after=args.after, **filters)
+    if args.json:
+        print_json(
+            {
+                "user_id": args.user,
+                "limit": args.limit,
+                "sessions": page.sessions,
+                "next_cursor": page.next_cursor,
+            }
+        )
+        return 0
+    who = f" of {args.user}" if args.user is not None else ""
+    _print_sessions(f"Sessions{who} ({len(page.sessions)})", page.sessions)
+    if page.next_cursor is not None:
+        sys.stdout.write(f"next page: --after {page.next_cursor}\n")
+    return 0
+
+
+def _print_sessions(title: str, page: list[Document]) -> None:
     console = make_console()
     rows = [
         [
@@ -112,15 +145,9 @@ def list_sessions(args: argparse.Namespace) -> int:
         ]
         for document in page
     ]
-    shown = f"{args.skip + 1}-{args.skip + len(page)}" if page else "none"
     console.print(
-        table(
-            f"Sessions ({shown} of {total})",
-            ("session_id", "updated", "created", "agents", "turns", "tokens", "metadata"),
-            rows,
-        )
+        table(title, ("session_id", "updated", "created", "agents", "turns", "tokens", "metadata"), rows)
     )
-    return 0
 
 
 def show_session(args: argparse.Namespace) -> int:
@@ -240,6 +267,7 @@ def import_session(args: argparse.Namespace) -> int:
                 repository.collection.insert_one(document)
                 for start in range(0, len(messages), _IMPORT_BATCH):
                     repository.messages_collection.insert_many(messages[start : start + _IMPORT_BATCH])
+                _roll_up(repository, messages)
         except DuplicateKey as exc:
             raise CLIError(
                 f"session {session_id!r} was written by someone else during the import: {exc}", EXIT_CONFLICT
@@ -279,6 +307,18 @@ def report(args: argparse.Namespace, line: str, **fields: Any) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _roll_up(repository: MongoDBSessionRepository, messages: list[Document]) -> None:
+    """Count the imported turns in the hourly rollups, as the write path does for new turns."""
+    updates = []
+    for message in messages:
+        record = message.get("event_loop_metrics")
+        rollup = None if record is None else schema.rollup_update(str(message.get("agent_id")), record)
+        if rollup is not None:
+            updates.append(UpdateOne(rollup[0], rollup[1], upsert=True))
+    if updates:
+        repository.rollups_collection.bulk_write(updates, ordered=False)
 
 
 def _confirm(question: str) -> None:

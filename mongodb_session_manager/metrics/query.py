@@ -41,7 +41,7 @@ from .models import (
     TurnError,
     TurnMetrics,
 )
-from .pipelines import GroupBy, RankBy
+from .pipelines import GroupBy, RankBy, Source
 
 __all__ = [
     "AsyncMetricsQuery",
@@ -53,6 +53,7 @@ __all__ = [
     "RankBy",
     "SessionMetrics",
     "SessionRank",
+    "Source",
     "ToolStats",
     "ToolUsage",
     "TurnError",
@@ -63,6 +64,12 @@ T = TypeVar("T")
 
 
 # --- shells -----------------------------------------------------------------------------------
+
+
+def _collection(repository: Any, target: str) -> Any:
+    if target == "rollups":
+        return repository.rollups_collection
+    return repository.collection if target == "sessions" else repository.messages_collection
 
 
 def _options(step: Aggregate, hints: frozenset[str] | None = None) -> dict[str, Any]:
@@ -98,15 +105,30 @@ class MetricsQuery:
         """A session's totals, per-agent totals and turns ``[skip, skip + limit)`` in start order."""
         return self._run(session_metrics_flow(session_id, skip=skip, limit=limit))
 
-    def summary(self, filter: MetricsFilter | None = None) -> MetricsGroup:
-        """Aggregates over every turn the filter selects (``key`` is None)."""
-        return self._run(summary_flow(filter, sessions_collection=self._sessions_name))
+    def summary(self, filter: MetricsFilter | None = None, *, source: Source = "auto") -> MetricsGroup:
+        """Aggregates over every turn the filter selects (``key`` is None).
+
+        ``source``: ``"auto"`` reads the hourly rollups when they answer the filter exactly (no
+        sessions or metadata in it, times on the hour), else the turn records; ``"turns"`` or
+        ``"rollups"`` force one. Percentiles come only from turn records.
+        """
+        return self._run(summary_flow(filter, sessions_collection=self._sessions_name, source=source))
 
     def group_by(
-        self, by: GroupBy, filter: MetricsFilter | None = None, *, timezone: str = "UTC"
+        self,
+        by: GroupBy,
+        filter: MetricsFilter | None = None,
+        *,
+        timezone: str = "UTC",
+        source: Source = "auto",
     ) -> list[MetricsGroup]:
-        """One row per ``"day"``, ``"hour"`` (in ``timezone``), ``"model"`` or ``"agent"``, in key order."""
-        return self._run(group_flow(by, filter, sessions_collection=self._sessions_name, timezone=timezone))
+        """One row per ``"day"``, ``"hour"`` (in ``timezone``), ``"model"`` or ``"agent"``, in key order.
+
+        ``source`` as in :meth:`summary` (rollups are UTC hours: another timezone reads turns).
+        """
+        return self._run(
+            group_flow(by, filter, sessions_collection=self._sessions_name, timezone=timezone, source=source)
+        )
 
     def tool_usage(self, filter: MetricsFilter | None = None) -> list[ToolUsage]:
         """Per tool: calls, successes, errors and time, most called first."""
@@ -140,8 +162,7 @@ class MetricsQuery:
         return self._hints
 
     def _collection(self, target: str) -> Any:
-        repository = self._repository
-        return repository.collection if target == "sessions" else repository.messages_collection
+        return _collection(self._repository, target)
 
 
 class AsyncMetricsQuery:
@@ -156,16 +177,21 @@ class AsyncMetricsQuery:
         """See :meth:`MetricsQuery.session_metrics`."""
         return await self._run(session_metrics_flow(session_id, skip=skip, limit=limit))
 
-    async def summary(self, filter: MetricsFilter | None = None) -> MetricsGroup:
+    async def summary(self, filter: MetricsFilter | None = None, *, source: Source = "auto") -> MetricsGroup:
         """See :meth:`MetricsQuery.summary`."""
-        return await self._run(summary_flow(filter, sessions_collection=self._sessions_name))
+        return await self._run(summary_flow(filter, sessions_collection=self._sessions_name, source=source))
 
     async def group_by(
-        self, by: GroupBy, filter: MetricsFilter | None = None, *, timezone: str = "UTC"
+        self,
+        by: GroupBy,
+        filter: MetricsFilter | None = None,
+        *,
+        timezone: str = "UTC",
+        source: Source = "auto",
     ) -> list[MetricsGroup]:
         """See :meth:`MetricsQuery.group_by`."""
         return await self._run(
-            group_flow(by, filter, sessions_collection=self._sessions_name, timezone=timezone)
+            group_flow(by, filter, sessions_collection=self._sessions_name, timezone=timezone, source=source)
         )
 
     async def tool_usage(self, filter: MetricsFilter | None = None) -> list[ToolUsage]:
@@ -207,5 +233,4 @@ class AsyncMetricsQuery:
         return ready
 
     def _collection(self, target: str) -> Any:
-        repository = self._repository
-        return repository.collection if target == "sessions" else repository.messages_collection
+        return _collection(self._repository, target)

@@ -284,3 +284,17 @@ def test_without_fastapi_the_import_error_names_the_extra(monkeypatch: pytest.Mo
 
     with pytest.raises(ImportError, match=r"mongodb-session-manager\[fastapi\]"):
         importlib.import_module("mongodb_session_manager.integrations.fastapi")
+
+
+async def test_the_session_list_pages_with_cursors(http: httpx.AsyncClient) -> None:
+    for session_id in ("chat-a", "chat-b", "chat-c"):
+        assert (
+            await http.post("/chat", params={"session_id": session_id}, json={"prompt": "hi"})
+        ).status_code == 200
+
+    first = (await http.get("/sessions", params={"limit": 2})).json()
+    rest = (await http.get("/sessions", params={"limit": 2, "after": first["next_cursor"]})).json()
+
+    assert [s["session_id"] for s in first["sessions"]] == ["chat-c", "chat-b"]
+    assert [s["session_id"] for s in rest["sessions"]] == ["chat-a"]
+    assert rest["next_cursor"] is None

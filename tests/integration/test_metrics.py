@@ -368,7 +368,7 @@ def test_group_by_matches_the_turns_grouped_in_python(
 ) -> None:
     expected = grouped(seeded, GROUP_KEYS[by])
 
-    rows = query.group_by(by)  # type: ignore[arg-type]
+    rows = query.group_by(by, source="turns")  # type: ignore[arg-type]
 
     assert [row.key for row in rows] == sorted(expected)
     for row in rows:

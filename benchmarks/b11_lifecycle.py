@@ -1,4 +1,4 @@
-"""B9: what data-lifecycle options cost a plain turn: round trips and time, against none of them.
+"""B11: what data-lifecycle options cost a plain turn: round trips and time, against none of them.
 
 Variants (each a fresh session, one warm-up turn first, then measured turns interleaved turn by
 turn so the server's state is the same for all): no option; ``expire_after``; ``mask`` with the
@@ -25,7 +25,7 @@ PROMPT = "Reach me at jane.doe@example.com or +44 20 7946 0958; card 4111 1111 1
 
 
 def run(ctx: Context) -> Result:
-    result = Result("B9", "Per-turn cost of expiry, masking and encryption", "round trips unchanged (2)")
+    result = Result("B11", "Per-turn cost of expiry, masking and encryption", "round trips unchanged (2)")
     database = ctx.database("b9")
     with tempfile.TemporaryDirectory() as directory:
         encryption = ContentEncryption.local(
