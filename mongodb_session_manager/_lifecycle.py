@@ -28,6 +28,7 @@ from ._encryption import key_name, keyring, open_document, session_key_name, use
 from ._plans import (
     Count,
     Delete,
+    DeleteFiles,
     DeleteKeys,
     DeleteOp,
     Find,
@@ -37,6 +38,7 @@ from ._plans import (
     UpdateOp,
     WriteArchive,
     ask,
+    restore_flow,
 )
 from ._validation import validate_user_id
 from .codec import to_bson_datetime
@@ -304,12 +306,14 @@ def prune_flow(
                     Find("messages", {"session_id": session_id}, sort=schema.EXPORT_MESSAGE_SORT),
                     "archive session",
                 )
+                stored = yield from restore_flow(stored)
                 path = yield ask(WriteArchive(archive_to, document, list(stored)), "archive session")
                 archived.append(str(path))
             deleted = yield ask(Delete("sessions", {**query, "_id": session_id}, many=False), "prune")
             if deleted:
                 pruned.append(session_id)
                 messages += yield ask(Delete("messages", {"session_id": session_id}), "prune")
+                yield ask(DeleteFiles((session_id,)), "prune")
             elif archive_to is not None:
                 archived.pop()  # it became active again: it stays, and so does nothing in the archive
     return PruneReport(cutoff, False, tuple(pruned), len(pruned), messages, tuple(archived))
@@ -337,6 +341,7 @@ def erase_user_flow(user_id: str, key_vault_namespace: str) -> Flow[ErasureRecei
         messages += yield ask(Delete("messages", {"session_id": {"$in": ids}}), "erase user")
         sessions += yield ask(Delete("sessions", {"_id": {"$in": ids}, "user_id": user_id}), "erase user")
         messages += yield ask(Delete("messages", {"session_id": {"$in": ids}}), "erase user")
+        yield ask(DeleteFiles(tuple(ids)), "erase user")
         session_ids.extend(ids)
     erased = tuple(sorted(set(session_ids)))
     names = (user_key_name(user_id), *(session_key_name(session_id) for session_id in erased))

@@ -25,6 +25,13 @@ from pymongo import DeleteMany, InsertOne, UpdateMany, UpdateOne
 from strands.types.session import SessionMessage
 
 from . import schema
+from ._large_content import (
+    FileUpload,
+    LargeContent,
+    document_references,
+    offload,
+    restore_document,
+)
 from .errors import ConcurrentWriteError, MessageTooLargeError, SessionNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -359,8 +366,37 @@ class DeleteKeys:
     key_alt_names: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class UploadFiles:
+    """Write GridFS files (large content blocks) before the messages that reference them."""
+
+    files: tuple[FileUpload, ...]
+
+
+@dataclass(frozen=True)
+class DownloadFiles:
+    """Read GridFS files whole; answered with ``{file_id: bytes}``."""
+
+    file_ids: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class DeleteFiles:
+    """Delete the GridFS files (and their chunks) of sessions; answered with the count of files.
+
+    ``before``: only files uploaded before then (a session started afresh under an expired id
+    keeps its own).
+    """
+
+    session_ids: tuple[str, ...]
+    before: datetime | None = None
+
+
 Request = (
     DeleteKeys
+    | UploadFiles
+    | DownloadFiles
+    | DeleteFiles
     | FindOne
     | Find
     | Aggregate
@@ -399,10 +435,16 @@ def write_flow(
     write: SessionWrite | None,
     *,
     allocate_first: bool = False,
+    large_content: LargeContent | None = None,
 ) -> Flow[int | None]:
     """One message (or none) and the session change riding with it; returns the stored id."""
     ids = yield from batch_write_flow(
-        session_id, agent_id, [] if message is None else [message], write, allocate_first=allocate_first
+        session_id,
+        agent_id,
+        [] if message is None else [message],
+        write,
+        allocate_first=allocate_first,
+        large_content=large_content,
     )
     return ids[0] if ids else None
 
@@ -414,6 +456,7 @@ def batch_write_flow(
     write: SessionWrite | None,
     *,
     allocate_first: bool = False,
+    large_content: LargeContent | None = None,
 ) -> Flow[list[int]]:
     """Insert with the ids Strands chose; on a conflict move past the stored tail and retry.
 
@@ -439,18 +482,21 @@ def batch_write_flow(
         return []
     stored: list[int] = []
     waiting = list(messages)
+    contents = yield from offload_flow(session_id, agent_id, waiting, large_content)
     first_id = waiting[0].session_message.message_id
     if allocate_first:
         first_id = yield from _allocate(session_id, agent_id, floor=first_id - 1, count=len(waiting))
     for attempt in range(MAX_ID_ATTEMPTS):
         documents = []
+        contents = contents[len(contents) - len(waiting) :]
         for offset, message in enumerate(waiting):
             message.session_message.message_id = first_id + offset
+            contents[offset].message_id = first_id + offset
             documents.append(
                 schema.message_document(
                     session_id,
                     agent_id,
-                    message.session_message,
+                    contents[offset],
                     event_loop_metrics=message.event_loop_metrics,
                     incomplete_reason=message.incomplete_reason,
                     expires_at=message.expires_at,
@@ -487,6 +533,61 @@ def batch_write_flow(
     )
 
 
+def offload_flow(
+    session_id: str, agent_id: str, messages: Sequence[MessageWrite], policy: LargeContent | None
+) -> Flow[list[SessionMessage]]:
+    """What to store of each message: large blocks uploaded to GridFS and replaced by references.
+
+    Messages without a large block (the common case) are returned as they are, at the cost of a
+    scan; the caller's messages are never changed. Sealed (encrypted) messages stay whole: their
+    content must not leave the ciphertext.
+    """
+    if policy is None:
+        return [message.session_message for message in messages]
+    contents: list[SessionMessage] = []
+    uploads: list[FileUpload] = []
+    for message in messages:
+        original = message.session_message
+        if message.seal is not None:
+            contents.append(original)
+            continue
+        metadata = {"session_id": session_id, "agent_id": agent_id}
+        content, found = offload(original.message, policy, metadata)
+        redacted, more = (
+            (None, [])
+            if original.redact_message is None
+            else offload(original.redact_message, policy, metadata)
+        )
+        if not found and not more:
+            contents.append(original)
+            continue
+        uploads += found + more
+        contents.append(
+            SessionMessage(
+                message=content,  # type: ignore[arg-type]
+                message_id=original.message_id,
+                redact_message=redacted,  # type: ignore[arg-type]
+                created_at=original.created_at,
+                updated_at=original.updated_at,
+            )
+        )
+    if uploads:
+        yield ask(UploadFiles(tuple(uploads)), "upload content")
+    return contents
+
+
+def restore_flow(documents: Sequence[Document]) -> Flow[list[Document]]:
+    """Stored message documents with the bytes of their GridFS references put back.
+
+    Documents without a reference cost a scan; those with some, one download request.
+    """
+    file_ids = document_references(documents)
+    if not file_ids:
+        return list(documents)
+    files = yield ask(DownloadFiles(tuple(dict.fromkeys(file_ids))), "read content")
+    return [dict(restore_document(document, files)) for document in documents]
+
+
 def _check_lease(session_id: str, agent_id: str, owner: str) -> Flow[None]:
     """After a take failed on ``_id``: raise :class:`LeaseHeld` unless the lease is free now."""
     path = schema.lease_path(agent_id)
@@ -509,6 +610,7 @@ def find_turn_flow(
     )
     if not documents:
         return None
+    documents = yield from restore_flow(documents)
     prompt = schema.message_from_document(documents[0])
     following = yield ask(
         Find(
@@ -520,6 +622,7 @@ def find_turn_flow(
         "find stored turn",
     )
     turn = [prompt]
+    following = yield from restore_flow(following)
     for document in following:
         record = schema.message_from_document(document)
         if document.get("idempotency_key") is not None or _is_prompt(record.message):
@@ -618,6 +721,7 @@ def load_flow(
         contiguous = "next_message_id" not in agent
         window_documents = yield from list_messages_flow(session_id, agent_id, None, offset, contiguous)
         return SessionSnapshot(document, agent_id, tuple(window_documents))
+    window_documents = yield from restore_flow(window_documents)
     return SessionSnapshot(
         document, agent_id, tuple(schema.message_from_document(item) for item in window_documents)
     )
@@ -630,11 +734,13 @@ def purge_expired_flow(document: Mapping[str, Any]) -> Flow[None]:
     session goes first, matched as it was read (a session renewed meanwhile stays), then the
     messages that expire with it (never those of a new session under the same id).
     """
+    found_at = schema.utcnow()
     deleted = yield ask(
         Delete("sessions", schema.expired_session_filter(document), many=False), "expire session"
     )
     if deleted:
         yield ask(Delete("messages", schema.expired_messages_filter(document)), "expire session")
+        yield ask(DeleteFiles((str(document["_id"]),), before=found_at), "expire session")
 
 
 def list_messages_flow(
@@ -664,6 +770,7 @@ def list_messages_flow(
     documents = yield ask(
         Find("messages", query, sort=schema.MESSAGE_SORT, skip=skip, limit=limit or 0), "list messages"
     )
+    documents = yield from restore_flow(documents)
     return [schema.message_from_document(document) for document in documents]
 
 

@@ -18,10 +18,17 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import DuplicateKey
+from ._large_content import (
+    DEFAULT_LARGE_CONTENT_THRESHOLD,
+    LargeContent,
+    offload_document,
+    validate_threshold,
+)
 from ._lifecycle import erase_user_flow, prune_flow, validate_older_than
 from ._plans import (
     Count,
     Delete,
+    DeleteFiles,
     EnsureIndexes,
     Find,
     FindOne,
@@ -30,11 +37,14 @@ from ._plans import (
     SessionSnapshot,
     SessionWrite,
     Update,
+    UploadFiles,
     ask,
     batch_write_flow,
     find_turn_flow,
     list_messages_flow,
     load_flow,
+    offload_flow,
+    restore_flow,
     write_flow,
 )
 from ._storable import check_metadata, check_storable
@@ -62,9 +72,13 @@ def _not_found(session_id: str) -> SessionNotFoundError:
 class RepositoryCore:
     """Configuration and the operations, as flows; subclasses add the I/O."""
 
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(
+        self, config: StoreConfig, large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD
+    ) -> None:
         self.config = config
         self.names = config.names
+        # Binary blocks above the threshold go to the GridFS bucket ``<collection>_files``.
+        self.large_content = LargeContent(self.names.files, validate_threshold(large_content_threshold))
         # Client-level bulkWrite (MongoDB 8): assumed until the server says otherwise.
         self._bulk_supported = True
         # ``$lookup`` with ``let``/``pipeline`` (a resume in one command); mongomock lacks it.
@@ -159,6 +173,7 @@ class RepositoryCore:
         def flow() -> Flow[bool]:
             yield ask(Delete("messages", {"session_id": session_id}), "delete session")
             deleted = yield ask(Delete("sessions", {"_id": session_id}, many=False), "delete session")
+            yield ask(DeleteFiles((session_id,)), "delete session")
             return bool(deleted == 1)
 
         return flow()
@@ -234,6 +249,29 @@ class RepositoryCore:
 
         return flow()
 
+    # --- large content (export and import) -----------------------------------------------
+
+    def _inline_files(self, documents: Sequence[Document]) -> Flow[list[Document]]:
+        """Stored message documents with their GridFS content back in place (an export)."""
+        return restore_flow(list(documents))
+
+    def _offload_files(self, documents: Sequence[Document]) -> Flow[list[Document]]:
+        """Message documents to insert (an import), their large blocks uploaded to GridFS first."""
+        policy = self.large_content
+
+        def flow() -> Flow[list[Document]]:
+            stored: list[Document] = []
+            uploads = []
+            for document in documents:
+                replaced, found = offload_document(document, policy)
+                stored.append(dict(replaced))
+                uploads += found
+            if uploads:
+                yield ask(UploadFiles(tuple(uploads)), "upload content")
+            return stored
+
+        return flow()
+
     # --- agents -----------------------------------------------------------------------------
 
     def _create_agent(self, session_id: str, session_agent: SessionAgent) -> Flow[None]:
@@ -285,7 +323,10 @@ class RepositoryCore:
             document = yield ask(
                 FindOne("messages", schema.message_filter(session_id, agent_id, message_id)), "read message"
             )
-            return None if document is None else schema.message_from_document(document)
+            if document is None:
+                return None
+            restored = yield from restore_flow([document])
+            return schema.message_from_document(restored[0])
 
         return flow()
 
@@ -303,11 +344,13 @@ class RepositoryCore:
         _check_message(session_message)
 
         def flow() -> Flow[None]:
+            rewrite = MessageWrite(session_message, seal=seal)
+            stored = yield from offload_flow(session_id, agent_id, [rewrite], self.large_content)
             matched = yield ask(
                 Update(
                     "messages",
                     schema.message_filter(session_id, agent_id, session_message.message_id),
-                    schema.update_message_update(session_message, mask, seal),
+                    schema.update_message_update(stored[0], mask, seal),
                 ),
                 "update message",
             )
@@ -349,7 +392,14 @@ class RepositoryCore:
             raise InvalidSessionInputError("a session write belongs to the agent it is written for")
         if write is not None:
             _check_session_write(write)
-        return write_flow(session_id, agent_id, message, write, allocate_first=allocate_first)
+        return write_flow(
+            session_id,
+            agent_id,
+            message,
+            write,
+            allocate_first=allocate_first,
+            large_content=self.large_content,
+        )
 
     def _append(
         self,
@@ -370,7 +420,14 @@ class RepositoryCore:
             raise InvalidSessionInputError("a session write belongs to the agent it is written for")
         if write is not None:
             _check_session_write(write)
-        return batch_write_flow(session_id, agent_id, messages, write, allocate_first=allocate_first)
+        return batch_write_flow(
+            session_id,
+            agent_id,
+            messages,
+            write,
+            allocate_first=allocate_first,
+            large_content=self.large_content,
+        )
 
     def _find_turn(
         self, session_id: str, agent_id: str, idempotency_key: str

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import gridfs
 import pymongo
 from pymongo import AsyncMongoClient, ReturnDocument
 from strands.types.session import Session, SessionAgent, SessionMessage
@@ -26,12 +27,15 @@ from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
 from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
+from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD, files_filter, missing_file
 from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteFiles,
     DeleteKeys,
     DeleteOp,
+    DownloadFiles,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -45,6 +49,7 @@ from ._plans import (
     SessionWrite,
     Step,
     Update,
+    UploadFiles,
     WriteArchive,
     client_models,
     drive_async,
@@ -79,10 +84,12 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         collection_name: str = schema.DEFAULT_COLLECTION_NAME,
         *,
         client: Any = None,
+        large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
         **client_options: Any,
     ) -> None:
         super().__init__(
-            StoreConfig(connection_string, client, database_name, collection_name, client_options)
+            StoreConfig(connection_string, client, database_name, collection_name, client_options),
+            large_content_threshold,
         )
         self._client: Any = client
         # Client-level bulkWrite: AsyncMongoClient and motor define it on the class (motor's
@@ -116,6 +123,19 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     def rollups_collection(self) -> Any:
         return self.database[self.names.rollups]
 
+    @property
+    def files_collection(self) -> Any:
+        return self.database[f"{self.names.files}.files"]
+
+    @property
+    def file_chunks_collection(self) -> Any:
+        return self.database[self.names.file_chunks]
+
+    @property
+    def files_bucket(self) -> Any:
+        """The GridFS bucket of large content (pymongo's ``AsyncGridFSBucket``)."""
+        return gridfs.AsyncGridFSBucket(self.database, bucket_name=self.names.files)
+
     # --- set-up -----------------------------------------------------------------------------
 
     async def ensure_indexes(self) -> None:
@@ -127,6 +147,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             await self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
             await self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
             await self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
+            await self.files_collection.create_indexes(schema.index_models(schema.FILE_INDEXES))
         mark_indexes_ready(*where)
 
     async def close(self) -> None:
@@ -225,6 +246,14 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         does (``list_sessions``' ``skip`` reads every skipped session).
         """
         return await self._drive(self._page_sessions(user_id, limit, after, since, until, agent_id, metadata))
+
+    async def inline_files(self, documents: Sequence[Document]) -> list[Document]:
+        """Stored message documents with their large content read back from GridFS (an export)."""
+        return await self._drive(self._inline_files(documents))
+
+    async def offload_files(self, documents: Sequence[Document]) -> list[Document]:
+        """Message documents to insert (an import): large content uploaded to GridFS, referenced."""
+        return await self._drive(self._offload_files(documents))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -362,6 +391,9 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             with translate_driver_errors(step.operation):
                 deleted = await vault.delete_many({"keyAltNames": {"$in": list(request.key_alt_names)}})
             return deleted.deleted_count
+        if isinstance(request, UploadFiles | DownloadFiles | DeleteFiles):
+            with translate_driver_errors(step.operation):
+                return await self._files(request)
         if isinstance(request, WriteArchive):  # local disk: never on the event loop's thread
             return await asyncio.to_thread(
                 write_archive, request.directory, request.session, request.messages
@@ -403,6 +435,33 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
                 options = {"limit": request.limit} if request.limit else {}
                 return await collection.count_documents(request.filter, **options)
         raise TypeError(f"unknown request {request!r}")  # pragma: no cover
+
+    async def _files(self, request: UploadFiles | DownloadFiles | DeleteFiles) -> Any:
+        """GridFS: large content blocks (see :mod:`._large_content`)."""
+        bucket = self.files_bucket
+        if isinstance(request, UploadFiles):
+            for upload in request.files:
+                await bucket.upload_from_stream_with_id(
+                    upload.file_id, str(upload.file_id), upload.data, metadata=dict(upload.metadata)
+                )
+            return None
+        if isinstance(request, DownloadFiles):
+            files: dict[Any, bytes] = {}
+            for file_id in request.file_ids:
+                try:
+                    stream = await bucket.open_download_stream(file_id)
+                    files[file_id] = await stream.read()
+                except gridfs.errors.NoFile:
+                    raise missing_file(file_id) from None
+            return files
+        query = files_filter(request.session_ids, request.before)
+        cursor = self.files_collection.find(query, {"_id": 1})
+        ids = [document["_id"] for document in await cursor.to_list(None)]
+        if not ids:
+            return 0
+        await self.file_chunks_collection.delete_many({"files_id": {"$in": ids}})
+        result = await self.files_collection.delete_many({"_id": {"$in": ids}})
+        return result.deleted_count
 
     async def _run_plan(self, plan: Plan, operation: str) -> int | None:
         """One round trip with client-level bulkWrite when possible, else one per operation."""

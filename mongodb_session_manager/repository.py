@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import gridfs
 from pymongo import MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -24,12 +25,15 @@ from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
 from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
+from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD, files_filter, missing_file
 from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteFiles,
     DeleteKeys,
     DeleteOp,
+    DownloadFiles,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -43,6 +47,7 @@ from ._plans import (
     SessionWrite,
     Step,
     Update,
+    UploadFiles,
     WriteArchive,
     client_models,
     drive_sync,
@@ -78,10 +83,11 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         collection_name: str = schema.DEFAULT_COLLECTION_NAME,
         *,
         client: MongoClient[Document] | None = None,
+        large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
         **client_options: Any,
     ) -> None:
         config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
-        super().__init__(config)
+        super().__init__(config, large_content_threshold)
         if client is None:
             client = MongoDBConnectionPool.default().client(cast(str, connection_string), **client_options)
         self.client: MongoClient[Document] = client
@@ -89,6 +95,9 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         self.collection: Collection[Document] = self.database[self.names.sessions]
         self.messages_collection: Collection[Document] = self.database[self.names.messages]
         self.rollups_collection: Collection[Document] = self.database[self.names.rollups]
+        self.files_collection: Collection[Document] = self.database[f"{self.names.files}.files"]
+        self.file_chunks_collection: Collection[Document] = self.database[self.names.file_chunks]
+        self.files_bucket = gridfs.GridFSBucket(self.database, bucket_name=self.names.files)
         # Checked on the type: clients like mongomock answer any attribute with a database.
         self._bulk_supported = callable(getattr(type(client), "bulk_write", None))
 
@@ -116,6 +125,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
                 self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
                 self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
                 self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
+                self.files_collection.create_indexes(schema.index_models(schema.FILE_INDEXES))
             mark_indexes_ready(*where)
 
     def close(self) -> None:
@@ -204,6 +214,14 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         does (``list_sessions``' ``skip`` reads every skipped session).
         """
         return self._drive(self._page_sessions(user_id, limit, after, since, until, agent_id, metadata))
+
+    def inline_files(self, documents: Sequence[Document]) -> list[Document]:
+        """Stored message documents with their large content read back from GridFS (an export)."""
+        return self._drive(self._inline_files(documents))
+
+    def offload_files(self, documents: Sequence[Document]) -> list[Document]:
+        """Message documents to insert (an import): large content uploaded to GridFS, referenced."""
+        return self._drive(self._offload_files(documents))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -348,6 +366,9 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             return deleted.deleted_count
         if isinstance(request, WriteArchive):
             return write_archive(request.directory, request.session, request.messages)
+        if isinstance(request, UploadFiles | DownloadFiles | DeleteFiles):
+            with translate_driver_errors(step.operation):
+                return self._files(request)
         collection = self._collection_for(request.target)
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):
@@ -383,6 +404,29 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
                     return collection.count_documents(request.filter, limit=request.limit)
                 return collection.count_documents(request.filter)
         raise TypeError(f"unknown request {request!r}")  # pragma: no cover
+
+    def _files(self, request: UploadFiles | DownloadFiles | DeleteFiles) -> Any:
+        """GridFS: large content blocks (see :mod:`._large_content`)."""
+        if isinstance(request, UploadFiles):
+            for upload in request.files:
+                self.files_bucket.upload_from_stream_with_id(
+                    upload.file_id, str(upload.file_id), upload.data, metadata=dict(upload.metadata)
+                )
+            return None
+        if isinstance(request, DownloadFiles):
+            files: dict[Any, bytes] = {}
+            for file_id in request.file_ids:
+                try:
+                    files[file_id] = self.files_bucket.open_download_stream(file_id).read()
+                except gridfs.errors.NoFile:
+                    raise missing_file(file_id) from None
+            return files
+        query = files_filter(request.session_ids, request.before)
+        ids = [document["_id"] for document in self.files_collection.find(query, {"_id": 1})]
+        if not ids:
+            return 0
+        self.file_chunks_collection.delete_many({"files_id": {"$in": ids}})
+        return self.files_collection.delete_many({"_id": {"$in": ids}}).deleted_count
 
     def _run_plan(self, plan: Plan, operation: str) -> int | None:
         """One round trip with client-level bulkWrite when possible, else one per operation.

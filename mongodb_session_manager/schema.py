@@ -17,6 +17,12 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
     {session_id, agent_id, message_id, role, message, redact_message, created_at, updated_at,
      expires_at?, event_loop_metrics?: {...}, incomplete?: {reason}, idempotency_key?}
 
+``sessions_files`` (GridFS, ``.files`` and ``.chunks``): binary content blocks (image, document,
+video ``source.bytes``) longer than ``large_content_threshold`` (4 MiB by default). The message
+keeps ``DBRef("sessions_files", <file id>, length=n)`` in place of the bytes (a ``$ref`` key is
+refused in user content, so it never collides); the file's ``metadata`` is ``{session_id,
+agent_id, kind}``. Encrypted messages are never split (their content stays in the ciphertext).
+
 ``user_id`` is set once; ``expires_at`` (TTL) with ``expire_after`` (see :mod:`._lifecycle`);
 ``message``/``redact_message`` and the agents' ``state``/``internal_state`` are BSON binary
 subtype 6 with encryption (see :mod:`.encryption`).
@@ -50,6 +56,7 @@ __all__ = [
     "EXPORT_MESSAGE_SORT",
     "FILE_CHUNKS_INDEX",
     "FILE_CHUNKS_SHARD_KEY",
+    "FILE_INDEXES",
     "MAX_PAGE_SIZE",
     "MESSAGE_INDEXES",
     "MESSAGE_SHARD_KEY",
@@ -221,6 +228,9 @@ SESSION_SHARD_KEY: ShardKey = (("_id", "hashed"),)
 MESSAGE_SHARD_KEY: ShardKey = (("session_id", 1), ("agent_id", 1))
 # GridFS reads a file's chunks by files_id in n order; the driver's unique index is this key.
 FILE_CHUNKS_SHARD_KEY: ShardKey = (("files_id", 1), ("n", 1))
+# Large content (see :mod:`._large_content`): each GridFS file names its session in metadata,
+# so deleting a session (delete, prune, erasure) finds its files by this index.
+FILE_INDEXES = (IndexSpec((("metadata.session_id", 1),), "metadata_session_id", {}),)
 FILE_CHUNKS_INDEX = IndexSpec((("files_id", 1), ("n", 1)), "files_id_1_n_1", {"unique": True})
 
 

@@ -45,6 +45,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "_plans",
             "_index_registry",
             "_storable",
+            "_large_content",
             "_error_text",
             "_lifecycle",
             "lifecycle",

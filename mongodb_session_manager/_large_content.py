@@ -1,0 +1,220 @@
+"""Large binary content blocks, split out of messages into GridFS and put back on read (pure).
+
+A Strands content block carries binary content as ``{"image"|"document"|"video": {...,
+"source": {"bytes": b"..."}}}``, at the top of ``message.content`` or inside a
+``toolResult``'s ``content``. Bytes longer than the threshold leave the message document (one
+document may not exceed 16 MiB) for a GridFS file; the block keeps a reference in their place::
+
+    {"image": {"format": "png", "source": {"bytes": DBRef("<collection>_files", <ObjectId>, length=n)}}}
+
+A DBRef (``{"$ref", "$id", "length"}``) is what no user content can hold: the storability check
+refuses a ``$ref`` key in messages (:mod:`._storable`), so a reference is never mistaken for
+content. Nothing here does I/O: :func:`offload` returns the files to upload, :func:`references`
+the files to download, :func:`restore` puts their bytes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bson.dbref import DBRef
+from bson.objectid import ObjectId
+
+from .errors import ConfigurationError, MongoDBSessionError
+
+__all__ = [
+    "BINARY_BLOCKS",
+    "DEFAULT_LARGE_CONTENT_THRESHOLD",
+    "FileUpload",
+    "LargeContent",
+    "document_references",
+    "files_filter",
+    "missing_file",
+    "offload",
+    "offload_document",
+    "references",
+    "restore",
+    "restore_document",
+    "validate_threshold",
+]
+
+DEFAULT_LARGE_CONTENT_THRESHOLD = 4 * 1024 * 1024
+BINARY_BLOCKS = ("image", "document", "video")
+# The message fields of a stored message document that hold content (unless sealed: ciphertext).
+_CONTENT_FIELDS = ("message", "redact_message")
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LargeContent:
+    """Where large blocks go: bytes longer than ``threshold`` into the GridFS bucket ``bucket``."""
+
+    bucket: str
+    threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD
+
+
+@dataclass(frozen=True)
+class FileUpload:
+    """One GridFS file to write before the message that references it."""
+
+    file_id: ObjectId
+    data: bytes
+    metadata: Mapping[str, Any]
+
+
+def validate_threshold(value: Any) -> int:
+    """The threshold in bytes: an int of at least 1 (a ``bool`` is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"large_content_threshold must be a positive int (bytes), got {value!r}")
+    return value
+
+
+def _blocks(content: Any) -> list[tuple[list[Any], int, str]]:
+    """Every (list, index, kind) of a binary block in ``content`` and its tool results."""
+    found: list[tuple[list[Any], int, str]] = []
+    if not isinstance(content, list):
+        return found
+    for index, block in enumerate(content):
+        if not isinstance(block, Mapping):
+            continue
+        for kind in BINARY_BLOCKS:
+            if isinstance(block.get(kind), Mapping):
+                found.append((content, index, kind))
+        result = block.get("toolResult")
+        if isinstance(result, Mapping):
+            found.extend(_blocks(result.get("content")))
+    return found
+
+
+def _source_bytes(block: Mapping[str, Any], kind: str) -> Any:
+    source = block[kind].get("source")
+    return source.get("bytes") if isinstance(source, Mapping) else None
+
+
+def _with_bytes(block: Mapping[str, Any], kind: str, value: Any) -> Document:
+    inner = dict(block[kind])
+    inner["source"] = {**inner["source"], "bytes": value}
+    return {**block, kind: inner}
+
+
+def _copy_content(message: Mapping[str, Any]) -> Document:
+    """A copy deep enough to replace blocks: the content lists and tool results, not the bytes."""
+
+    def copy_list(content: Any) -> Any:
+        if not isinstance(content, list):
+            return content
+        copied: list[Any] = []
+        for block in content:
+            if isinstance(block, Mapping) and isinstance(block.get("toolResult"), Mapping):
+                result = dict(block["toolResult"])
+                result["content"] = copy_list(result.get("content"))
+                block = {**block, "toolResult": result}
+            copied.append(block)
+        return copied
+
+    return {**message, "content": copy_list(message.get("content"))}
+
+
+def offload(
+    message: Mapping[str, Any], policy: LargeContent, metadata: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], list[FileUpload]]:
+    """``message`` with its large blocks replaced by references, and the files to upload.
+
+    Without a large block (the common case: one scan, no copy) the message itself comes back.
+    """
+    if not any(
+        isinstance(data := _source_bytes(block_list[index], kind), bytes | bytearray)
+        and len(data) > policy.threshold
+        for block_list, index, kind in _blocks(message.get("content"))
+    ):
+        return message, []
+    copied = _copy_content(message)
+    uploads: list[FileUpload] = []
+    for block_list, index, kind in _blocks(copied["content"]):
+        data = _source_bytes(block_list[index], kind)
+        if isinstance(data, bytes | bytearray) and len(data) > policy.threshold:
+            upload = FileUpload(ObjectId(), bytes(data), {**metadata, "kind": kind})
+            reference = DBRef(policy.bucket, upload.file_id, length=len(data))
+            block_list[index] = _with_bytes(block_list[index], kind, reference)
+            uploads.append(upload)
+    return copied, uploads
+
+
+def references(message: Any) -> list[ObjectId]:
+    """The GridFS file ids ``message`` refers to, in order."""
+    if not isinstance(message, Mapping):
+        return []
+    return [
+        data.id
+        for block_list, index, kind in _blocks(message.get("content"))
+        if isinstance(data := _source_bytes(block_list[index], kind), DBRef)
+    ]
+
+
+def restore(message: Mapping[str, Any], files: Mapping[ObjectId, bytes]) -> Mapping[str, Any]:
+    """``message`` with every reference replaced by its file's bytes (the message itself without any)."""
+    if not references(message):
+        return message
+    copied = _copy_content(message)
+    for block_list, index, kind in _blocks(copied["content"]):
+        data = _source_bytes(block_list[index], kind)
+        if isinstance(data, DBRef):
+            block_list[index] = _with_bytes(block_list[index], kind, files[data.id])
+    return copied
+
+
+def offload_document(
+    document: Mapping[str, Any], policy: LargeContent
+) -> tuple[Mapping[str, Any], list[FileUpload]]:
+    """A stored message document (an import) with its large blocks replaced by references."""
+    metadata = {"session_id": document.get("session_id"), "agent_id": document.get("agent_id")}
+    result: Document | None = None
+    uploads: list[FileUpload] = []
+    for name in _CONTENT_FIELDS:
+        value = document.get(name)
+        if isinstance(value, Mapping):
+            replaced, more = offload(value, policy, metadata)
+            if more:
+                result = result if result is not None else dict(document)
+                result[name] = replaced
+                uploads += more
+    return (document if result is None else result), uploads
+
+
+def document_references(documents: Sequence[Mapping[str, Any]]) -> list[ObjectId]:
+    """The file ids the content of stored message documents refers to."""
+    return [
+        file_id
+        for document in documents
+        for name in _CONTENT_FIELDS
+        for file_id in references(document.get(name))
+    ]
+
+
+def restore_document(document: Mapping[str, Any], files: Mapping[ObjectId, bytes]) -> Mapping[str, Any]:
+    """A stored message document with its referenced bytes back in place."""
+    result: Document | None = None
+    for name in _CONTENT_FIELDS:
+        value = document.get(name)
+        if isinstance(value, Mapping) and references(value):
+            result = result if result is not None else dict(document)
+            result[name] = restore(value, files)
+    return document if result is None else result
+
+
+def missing_file(file_id: Any) -> MongoDBSessionError:
+    """The error for a reference whose GridFS file is gone (deleted outside this package)."""
+    return MongoDBSessionError(
+        f"file_id=<{file_id}> | a stored message refers to a content file that is missing"
+    )
+
+
+def files_filter(session_ids: Sequence[str], before: Any = None) -> Document:
+    """The GridFS files of ``session_ids`` (``metadata.session_id``), uploaded before ``before``."""
+    query: Document = {"metadata.session_id": {"$in": list(session_ids)}}
+    if before is not None:
+        query["uploadDate"] = {"$lt": before}
+    return query
