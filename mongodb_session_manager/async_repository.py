@@ -133,8 +133,13 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
 
     @property
     def files_bucket(self) -> Any:
-        """The GridFS bucket of large content (pymongo's ``AsyncGridFSBucket``)."""
-        return gridfs.AsyncGridFSBucket(self.database, bucket_name=self.names.files)
+        """The GridFS bucket of large content: pymongo's ``AsyncGridFSBucket`` (motor's with motor)."""
+        database = self.database
+        if type(database).__module__.startswith("motor"):
+            from motor.motor_asyncio import AsyncIOMotorGridFSBucket
+
+            return AsyncIOMotorGridFSBucket(database, bucket_name=self.names.files)
+        return gridfs.AsyncGridFSBucket(database, bucket_name=self.names.files)
 
     # --- set-up -----------------------------------------------------------------------------
 

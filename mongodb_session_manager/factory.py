@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from . import schema
 from ._io import run_io
+from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD
 from ._lifecycle import Lifecycle
 from ._redact import redact_uri
 from .config import StoreConfig
@@ -48,6 +49,7 @@ class MongoDBSessionManagerFactory:
         keep_last_messages: int | None = None,
         mask: Sequence[Callable[[str], str]] | None = None,
         encryption: ContentEncryption | None = None,
+        large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
         **client_options: Any,
     ) -> None:
         self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
@@ -65,7 +67,10 @@ class MongoDBSessionManagerFactory:
         if client is None:
             client = new_client(cast(str, connection_string), **client_options)
         self.repository = MongoDBSessionRepository(
-            database_name=database_name, collection_name=collection_name, client=client
+            database_name=database_name,
+            collection_name=collection_name,
+            client=client,
+            large_content_threshold=large_content_threshold,
         )
         self._closed = False
 
@@ -123,7 +128,10 @@ class MongoDBSessionManagerFactory:
         ):
             return self.repository
         return MongoDBSessionRepository(
-            database_name=database_name, collection_name=collection_name, client=self.client
+            database_name=database_name,
+            collection_name=collection_name,
+            client=self.client,
+            large_content_threshold=self.repository.large_content.threshold,
         )
 
     def _ensure_open(self) -> None:

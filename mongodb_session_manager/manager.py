@@ -169,6 +169,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         turn_lock: bool = True,
         lease_ttl: timedelta | float = DEFAULT_LEASE_TTL,
         turn_wait: timedelta | float = DEFAULT_TURN_WAIT,
+        large_content_threshold: int | None = None,
         **client_options: Any,
     ) -> None:
         self.session_id = validate_session_id(session_id)
@@ -189,9 +190,15 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 collection_name or schema.DEFAULT_COLLECTION_NAME,
                 client=client,
                 **client_options,
+                **(
+                    {}
+                    if large_content_threshold is None
+                    else {"large_content_threshold": large_content_threshold}
+                ),
             )
         else:
             given = {"connection_string": connection_string, "client": client, "database_name": database_name}
+            given["large_content_threshold"] = large_content_threshold
             given |= {"collection_name": collection_name, **client_options}
             ignored = sorted(name for name, value in given.items() if value is not None)
             if ignored:

@@ -97,9 +97,16 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         self.rollups_collection: Collection[Document] = self.database[self.names.rollups]
         self.files_collection: Collection[Document] = self.database[f"{self.names.files}.files"]
         self.file_chunks_collection: Collection[Document] = self.database[self.names.file_chunks]
-        self.files_bucket = gridfs.GridFSBucket(self.database, bucket_name=self.names.files)
+        self._files_bucket: gridfs.GridFSBucket | None = None
         # Checked on the type: clients like mongomock answer any attribute with a database.
         self._bulk_supported = callable(getattr(type(client), "bulk_write", None))
+
+    @property
+    def files_bucket(self) -> gridfs.GridFSBucket:
+        """The GridFS bucket of large content, made on first use (only real pymongo databases)."""
+        if self._files_bucket is None:
+            self._files_bucket = gridfs.GridFSBucket(self.database, bucket_name=self.names.files)
+        return self._files_bucket
 
     @classmethod
     def from_config(cls, config: StoreConfig) -> MongoDBSessionRepository:

@@ -220,7 +220,10 @@ def export_session(args: argparse.Namespace) -> int:
         document = find_session(repository, args.session_id)
         with translate_driver_errors("count messages"):
             count = repository.messages_collection.count_documents({"session_id": args.session_id})
-        messages = conversation(repository, args.session_id)
+        # Large content comes back from GridFS: the export holds the bytes themselves.
+        messages = (
+            repository.inline_files([message])[0] for message in conversation(repository, args.session_id)
+        )
         if target is None:
             write_export(sys.stdout, document, messages, message_count=count)
             return 0
@@ -262,6 +265,7 @@ def import_session(args: argparse.Namespace) -> int:
             repository.delete_session(session_id)
             replaced = True
         repository.ensure_indexes()
+        messages = repository.offload_files(messages)  # large content goes to GridFS again
         try:
             with translate_driver_errors("import session"):
                 repository.collection.insert_one(document)

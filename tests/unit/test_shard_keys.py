@@ -25,6 +25,7 @@ from mongodb_session_manager._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteFiles,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -59,6 +60,9 @@ class RecordingStore:
         request = step.request
         if isinstance(request, EnsureIndexes):
             return None
+        if isinstance(request, DeleteFiles):  # a session's GridFS files, found by its id
+            assert request.session_ids
+            return 0
         if isinstance(request, RunPlan):
             for op in request.plan.ops:
                 if op.target == "messages":
