@@ -748,6 +748,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             if slot.unsaved or slot.pending:
                 await slot.lane.run(self._catch_up, slot)
 
+    def pending_writes(self) -> list[concurrent.futures.Future[None]]:
+        """Futures that complete once every write handed to the I/O threads so far has run."""
+        return [lane.idle() for lane in [slot.lane for slot in self._slots.values()] + [self._lane]]
+
     def redact_latest_message(self, redact_message: Message, agent: LocalAgent, **kwargs: Any) -> None:
         """Replace the latest stored message's redacted form (Strands' guardrail redaction)."""
         slot = self._slot(agent)
