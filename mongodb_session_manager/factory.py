@@ -53,9 +53,13 @@ class MongoDBSessionManagerFactory:
         keep_last_messages: int | None = None,
         mask: Sequence[Callable[[str], str]] | None = None,
         encryption: ContentEncryption | None = None,
+        turn_lock: bool | None = None,
+        lease_ttl: timedelta | float | None = None,
+        turn_wait: timedelta | float | None = None,
         **client_options: Any,
     ) -> None:
         self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
+        turns = {"turn_lock": turn_lock, "lease_ttl": lease_ttl, "turn_wait": turn_wait}
         # Lifecycle defaults of every manager handed out (each can override them per session).
         lifecycle = {
             "expire_after": expire_after,
@@ -64,7 +68,9 @@ class MongoDBSessionManagerFactory:
             "encryption": encryption,
         }
         Lifecycle.build(**lifecycle)
-        self._manager_defaults = {name: value for name, value in lifecycle.items() if value is not None}
+        self._manager_defaults = {
+            name: value for name, value in {**lifecycle, **turns}.items() if value is not None
+        }
         self._connection_string = connection_string
         self._owns_client = not self.config.borrowed
         if client is None:

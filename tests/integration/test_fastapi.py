@@ -318,8 +318,8 @@ async def test_five_concurrent_requests_on_one_session_take_turns(
     for number, (prompt, reply) in enumerate(zip(documents[::2], documents[1::2], strict=True), start=1):
         # Each reply sits right after its own prompt, and its turn saw every turn stored before it.
         assert (
-            text_of(reply)
-            == f"Turn {number}: you said {text_of(prompt)!r}. I remember all {2 * number - 1} messages so far."
+            text_of(reply) == f"Turn {number}: you said {text_of(prompt)!r}. "
+            f"I remember all {2 * number - 1} messages so far."
         )
 
 
