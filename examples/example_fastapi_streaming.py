@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from strands import Agent
@@ -56,6 +56,11 @@ AGENT_ID = "assistant"
 # Each request gets its own manager, built off the event loop with the conversation preloaded,
 # and closed once the streamed response has been sent.
 SessionManager = Annotated[MongoDBSessionManager, Depends(session_manager_dependency(agent_id=AGENT_ID))]
+
+
+# A client that retries (a timeout, a double click) sends the same Idempotency-Key: the turn runs
+# once and the retry gets the stored reply. Requests on one session take turns (one writer each).
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
 
 
 class ChatRequest(BaseModel):
@@ -101,16 +106,22 @@ def create_app(
         return Agent(agent_id=AGENT_ID, model=model(), session_manager=manager, callback_handler=None)
 
     @app.post("/chat")
-    async def chat(request: ChatRequest, manager: SessionManager) -> StreamingResponse:
+    async def chat(
+        request: ChatRequest, manager: SessionManager, idempotency_key: IdempotencyKey = None
+    ) -> StreamingResponse:
         """The reply as plain text, streamed as it is generated."""
         agent = new_agent(manager)
-        return text_response(stream_text(agent, request.prompt, session_manager=manager))
+        reply = stream_text(agent, request.prompt, session_manager=manager, idempotency_key=idempotency_key)
+        return text_response(reply)
 
     @app.post("/chat/sse")
-    async def chat_sse(request: ChatRequest, manager: SessionManager) -> StreamingResponse:
+    async def chat_sse(
+        request: ChatRequest, manager: SessionManager, idempotency_key: IdempotencyKey = None
+    ) -> StreamingResponse:
         """The reply as Server-Sent Events, ending with the turn's metrics."""
         agent = new_agent(manager)
-        return sse_response(stream_sse(agent, request.prompt, session_manager=manager))
+        frames = stream_sse(agent, request.prompt, session_manager=manager, idempotency_key=idempotency_key)
+        return sse_response(frames)
 
     @app.get("/sessions")
     async def sessions(

@@ -7,14 +7,16 @@ session manager per request. ``initialize_global_factory`` / ``get_global_factor
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
 from . import schema
-from ._io import run_io
+from ._io import on_loop_thread, run_io
 from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD
 from ._lifecycle import Lifecycle
 from ._redact import redact_uri
@@ -35,6 +37,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+CLOSE_WAIT = 10.0  # seconds a closing factory waits for its managers' handed-off writes
+
+
 class MongoDBSessionManagerFactory:
     """Builds session managers that share one client and one repository."""
 
@@ -49,10 +54,14 @@ class MongoDBSessionManagerFactory:
         keep_last_messages: int | None = None,
         mask: Sequence[Callable[[str], str]] | None = None,
         encryption: ContentEncryption | None = None,
+        turn_lock: bool | None = None,
+        lease_ttl: timedelta | float | None = None,
+        turn_wait: timedelta | float | None = None,
         large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
         **client_options: Any,
     ) -> None:
         self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
+        turns = {"turn_lock": turn_lock, "lease_ttl": lease_ttl, "turn_wait": turn_wait}
         # Lifecycle defaults of every manager handed out (each can override them per session).
         lifecycle = {
             "expire_after": expire_after,
@@ -61,7 +70,9 @@ class MongoDBSessionManagerFactory:
             "encryption": encryption,
         }
         Lifecycle.build(**lifecycle)
-        self._manager_defaults = {name: value for name, value in lifecycle.items() if value is not None}
+        self._manager_defaults = {
+            name: value for name, value in {**lifecycle, **turns}.items() if value is not None
+        }
         self._connection_string = connection_string
         self._owns_client = not self.config.borrowed
         if client is None:
@@ -73,6 +84,7 @@ class MongoDBSessionManagerFactory:
             large_content_threshold=large_content_threshold,
         )
         self._closed = False
+        self._managers: weakref.WeakSet[MongoDBSessionManager] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         where = redact_uri(self._connection_string) if self._connection_string else "client"
@@ -91,9 +103,11 @@ class MongoDBSessionManagerFactory:
         """
         self._ensure_open()
         repository = self._repository_for(overrides)
-        return MongoDBSessionManager(
+        manager = MongoDBSessionManager(
             session_id, repository=repository, **{**self._manager_defaults, **overrides}
         )
+        self._managers.add(manager)
+        return manager
 
     async def acreate_session_manager(
         self, session_id: str, *, agent_id: str | None = None, **overrides: Any
@@ -112,10 +126,31 @@ class MongoDBSessionManagerFactory:
         self.repository.ensure_indexes()
 
     def close(self) -> None:
-        """Close the client if it came from this factory's connection string."""
+        """Close the client if it came from this factory's connection string.
+
+        Writes its managers handed to the I/O threads (appends, a ``close()`` on the loop) are
+        waited for first, at most ``CLOSE_WAIT`` seconds. On an event loop's thread that wait and
+        the close happen on a helper thread, so the loop never waits on the network.
+        """
         if self._closed:
             return
         self._closed = True
+        pending = [future for manager in list(self._managers) for future in manager.pending_writes()]
+        if on_loop_thread():
+            threading.Thread(target=self._finish, args=(pending,), name="msm-factory-close").start()
+        else:
+            self._finish(pending)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaited: returns once the handed-off writes are stored and the client closed."""
+        if self._closed:
+            return
+        self._closed = True
+        pending = [future for manager in list(self._managers) for future in manager.pending_writes()]
+        await run_io(self._finish, pending)
+
+    def _finish(self, pending: list[concurrent.futures.Future[Any]]) -> None:
+        concurrent.futures.wait(pending, timeout=CLOSE_WAIT)
         if self._owns_client:
             close_client(self.repository.client)
 

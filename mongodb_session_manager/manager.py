@@ -77,7 +77,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY = "idempotency_key"
-"""The ``invocation_state`` key of a request's idempotency key: ``stream_async(p, invocation_state={...})``."""
+"""Where a request's idempotency key goes: ``stream_async(p, invocation_state={IDEMPOTENCY_KEY: k})``."""
 
 DEFAULT_LEASE_TTL = timedelta(seconds=60)
 DEFAULT_TURN_WAIT = timedelta(seconds=30)
@@ -358,7 +358,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     # --- the turn lease -----------------------------------------------------------------------
 
     async def _in_turn(self, slot: _Slot, write: Callable[..., None], *args: Any) -> None:
-        """Run a write of the turn in the agent's lane, waiting (bounded) while another writer holds the lease.
+        """Run a write of the turn in the agent's lane; wait (bounded) while another writer holds the lease.
 
         When the lease is won after another writer stored a turn, the window is read again (and
         the invocation's messages put after it) before the write is tried again, so this turn sees
@@ -378,7 +378,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                     slot.lease_wanted = False
                     raise SessionBusyError(
                         f"session_id=<{self.session_id}> | agent_id=<{slot.agent.agent_id}> | "
-                        f"another request is running a turn of this session (its lease ends {held.until:%H:%M:%S} UTC)"
+                        "another request is running a turn of this session "
+                        f"(its lease ends {held.until:%H:%M:%S} UTC)"
                     ) from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
@@ -592,7 +593,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             self._persist(slot, job)
 
     def _store_unsaved(self, slot: _Slot) -> None:
-        """Store what is in ``agent.messages`` but not in MongoDB yet, in one write; a failure keeps it all."""
+        """Store what is in ``agent.messages`` but not in MongoDB yet, in one write (a failure keeps it)."""
         if slot.unsaved:
             batch = list(slot.unsaved)
             self._persist(slot, _Job(batch=batch, state=compat.agent_state(slot.agent)))
@@ -754,6 +755,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         for slot in self._slots.values():
             if slot.unsaved or slot.pending:
                 await slot.lane.run(self._catch_up, slot)
+
+    def pending_writes(self) -> list[concurrent.futures.Future[None]]:
+        """Futures that complete once every write handed to the I/O threads so far has run."""
+        return [lane.idle() for lane in [slot.lane for slot in self._slots.values()] + [self._lane]]
 
     def redact_latest_message(self, redact_message: Message, agent: LocalAgent, **kwargs: Any) -> None:
         """Replace the latest stored message's redacted form (Strands' guardrail redaction)."""

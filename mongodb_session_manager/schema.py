@@ -62,6 +62,8 @@ __all__ = [
     "MESSAGE_SHARD_KEY",
     "MESSAGE_SORT",
     "RESUME_WINDOW_FIELD",
+    "ROLLUPS_FROM_THE_START",
+    "ROLLUP_COVERAGE_ID",
     "ROLLUP_HOUR_FORMAT",
     "ROLLUP_INDEXES",
     "ROLLUP_TOKEN_FIELDS",
@@ -113,6 +115,7 @@ __all__ = [
     "renew_messages_update",
     "renew_session_update",
     "resume_pipeline",
+    "rollup_coverage_update",
     "rollup_hour",
     "rollup_id",
     "rollup_increments",
@@ -857,6 +860,21 @@ def rollup_hour(moment: datetime) -> datetime:
 
 
 ROLLUP_HOUR_FORMAT = "%Y-%m-%dT%HZ"
+
+ROLLUP_COVERAGE_ID = "coverage"
+"""The rollups document saying from which hour on they count every turn (``since``).
+
+Each turn's rollup write lowers it to that turn's hour (``$min``); ``metrics backfill`` sets it
+to the epoch. Turns stored before the package wrote rollups are not in them: a query reads
+rollups only over a window that starts at or after a whole hour past ``since``.
+"""
+
+ROLLUPS_FROM_THE_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def rollup_coverage_update(hour: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(filter, update)`` of the upsert recording that rollups count turns from ``hour`` on."""
+    return {"_id": ROLLUP_COVERAGE_ID}, {"$min": {"since": hour}}
 
 
 def rollup_id(hour: datetime, agent_id: str, model_id: str | None) -> str:

@@ -24,4 +24,6 @@ def rebuild_rollups(repository: Any) -> int:
     pipeline = rollup_backfill_pipeline(repository.rollups_collection.name, schema.ROLLUP_HOUR_FORMAT)
     with translate_driver_errors("backfill rollups"):
         list(repository.messages_collection.aggregate(pipeline))
-        return int(repository.rollups_collection.count_documents({}))
+        coverage = schema.rollup_coverage_update(schema.ROLLUPS_FROM_THE_START)
+        repository.rollups_collection.update_one(*coverage, upsert=True)
+        return int(repository.rollups_collection.count_documents({"hour": {"$type": "date"}}))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from .. import schema
 from .._validation import validate_session_id
 from ..errors import InvalidSessionInputError, SessionNotFoundError
 from . import pipelines
@@ -41,6 +42,7 @@ __all__ = [
     "parse_rollup_group",
     "parse_tool",
     "parse_turn",
+    "rollups_cover",
     "session_metrics_flow",
     "summary_flow",
     "tool_usage_flow",
@@ -237,6 +239,23 @@ def use_rollups(source: Source, metrics_filter: MetricsFilter | None, *, timezon
     return refusal is None
 
 
+def rollups_cover(
+    source: Source, metrics_filter: MetricsFilter | None
+) -> Generator[Aggregate, list[Document], bool]:
+    """``auto``: the rollups count every turn of the window (they started before it, or were backfilled)."""
+    if source == "rollups":
+        return True
+    rows = yield Aggregate("rollups", [{"$match": {"_id": schema.ROLLUP_COVERAGE_ID}}])
+    since = rows[0].get("since") if rows else None
+    if since is None:
+        return False
+    since = _utc(since)
+    if since <= schema.ROLLUPS_FROM_THE_START:
+        return True
+    start = None if metrics_filter is None else metrics_filter.since
+    return start is not None and _utc(start) >= since + timedelta(hours=1)
+
+
 def parse_rollup_group(
     document: Mapping[str, Any] | None, *, key: str | datetime | None = None
 ) -> MetricsGroup:
@@ -269,7 +288,7 @@ def parse_rollup_group(
 def summary_flow(
     metrics_filter: MetricsFilter | None, *, sessions_collection: str, source: Source = "auto"
 ) -> Flow[MetricsGroup]:
-    if use_rollups(source, metrics_filter):
+    if use_rollups(source, metrics_filter) and (yield from rollups_cover(source, metrics_filter)):
         rows = yield Aggregate("rollups", pipelines.rollup_summary_pipeline(metrics_filter))
         return parse_rollup_group(rows[0] if rows else None)
     metrics_filter = yield from narrow_by_metadata(metrics_filter)
@@ -290,7 +309,9 @@ def group_flow(
     source: Source = "auto",
 ) -> Flow[list[MetricsGroup]]:
     pipelines.group_key(by, timezone=timezone)  # refuse a bad grouping before any query
-    if use_rollups(source, metrics_filter, timezone=timezone):
+    if use_rollups(source, metrics_filter, timezone=timezone) and (
+        yield from rollups_cover(source, metrics_filter)
+    ):
         rollup_rows = yield Aggregate(
             "rollups", pipelines.rollup_group_pipeline(by, metrics_filter, timezone=timezone)
         )

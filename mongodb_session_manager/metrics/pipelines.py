@@ -351,10 +351,10 @@ def rollups_refusal(metrics_filter: MetricsFilter | None, *, timezone: str = "UT
 
 
 def rollup_match(metrics_filter: MetricsFilter | None) -> dict[str, Any]:
-    match: dict[str, Any] = {}
+    match: dict[str, Any] = {"hour": {"$type": "date"}}  # not the coverage document
     if metrics_filter is None:
         return match
-    hours: dict[str, datetime] = {}
+    hours: dict[str, Any] = {"$type": "date"}
     if metrics_filter.since is not None:
         hours["$gte"] = metrics_filter.since
     if metrics_filter.until is not None:

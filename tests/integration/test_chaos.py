@@ -142,7 +142,9 @@ APP = textwrap.dedent(
         )
         model = ScriptedModel(
             [
-                ScriptedResponse(text="Let me check. ", tool_calls=[ScriptedToolCall("slow_lookup", {"city": "Oslo"})]),
+                ScriptedResponse(
+                    text="Let me check. ", tool_calls=[ScriptedToolCall("slow_lookup", {"city": "Oslo"})]
+                ),
                 ScriptedResponse(text="It is sunny in Oslo today, enjoy the walk."),
             ],
             chunk_delay=0.01,

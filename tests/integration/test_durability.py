@@ -131,7 +131,8 @@ async def test_a_session_document_deleted_under_a_live_manager_is_recreated(
     await manager.aclose()
 
     document = mongo_client[database_name].sessions.find_one({"_id": "gone"})
-    assert document is not None and "assistant" in document["agents"]
+    assert document is not None
+    assert "assistant" in document["agents"]
     resumed = create_mongodb_session_manager(
         "gone", connection_string=mongodb_uri, database_name=database_name
     )
@@ -160,3 +161,19 @@ def test_write_concern_is_passed_to_the_client(
     agent("keep it")
     manager.close()
     assert len(stored(mongo_client, database_name, "durable")) == 2
+
+
+async def test_closing_the_factory_waits_for_handed_off_appends(
+    mongodb_uri: str, database_name: str, mongo_client: Client
+) -> None:
+    factory = MongoDBSessionManagerFactory(mongodb_uri, database_name)
+    manager = await factory.acreate_session_manager("handed-off", agent_id="assistant")
+    agent = Agent(
+        agent_id="assistant", model=ScriptedModel([]), session_manager=manager, callback_handler=None
+    )
+    for index in range(50):
+        manager.append_message({"role": "user", "content": f"note {index}"}, agent)  # returns at once
+
+    await factory.aclose()  # the app's shutdown: no manager was closed
+
+    assert len(stored(mongo_client, database_name, "handed-off")) == 50

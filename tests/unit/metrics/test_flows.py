@@ -184,11 +184,20 @@ def test_too_many_matching_sessions_fall_back_to_a_join(monkeypatch: pytest.Monk
     assert second.pipeline[1]["$lookup"]["from"] == "chats"
 
 
-def test_auto_reads_the_rollups_when_they_answer_the_filter_exactly() -> None:
+def test_auto_reads_the_rollups_when_they_answer_the_filter_and_cover_its_window() -> None:
     on_the_hour = MetricsFilter(since=datetime(2025, 1, 1, 8), agent_id="a", model_id="m")
-    step = next(summary_flow(on_the_hour, sessions_collection="sessions"))
-    assert step == Aggregate("rollups", pipelines.rollup_summary_pipeline(on_the_hour))
-    assert next(group_flow("day", None, sessions_collection="s", timezone="UTC")).target == "rollups"
+    flow = summary_flow(on_the_hour, sessions_collection="sessions")
+    assert next(flow) == Aggregate("rollups", [{"$match": {"_id": "coverage"}}])
+    covered = {"_id": "coverage", "since": datetime(2025, 1, 1, 6)}
+    assert flow.send([covered]) == Aggregate("rollups", pipelines.rollup_summary_pipeline(on_the_hour))
+
+    grouping = group_flow("day", None, sessions_collection="s", timezone="UTC")
+    next(grouping)
+    assert grouping.send([covered]).target == "messages"  # no start: turns before the rollups count
+    grouping = group_flow("day", None, sessions_collection="s", timezone="UTC")
+    next(grouping)
+    backfilled = {"_id": "coverage", "since": datetime(1970, 1, 1)}
+    assert grouping.send([backfilled]).target == "rollups"
 
 
 @pytest.mark.parametrize(
