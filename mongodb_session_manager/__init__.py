@@ -1,5 +1,6 @@
 """MongoDB as the memory of Strands Agents: sessions, streaming and per-turn metrics."""
 
+from ._search import MessageMatch
 from ._version import package_version as _package_version
 from .async_repository import AsyncMongoDBSessionRepository
 from .errors import (
@@ -52,6 +53,7 @@ __all__ = [
     "ErasureReceipt",
     "FactoryNotInitializedError",
     "InvalidSessionInputError",
+    "MessageMatch",
     "MessageTooLargeError",
     "MetricsFilter",
     "MetricsGroup",

@@ -296,6 +296,7 @@ class Find:
     skip: int = 0
     limit: int = 0
     projection: Mapping[str, Any] | None = None
+    max_time_ms: int | None = None  # a server-side bound on a scan (search)
 
 
 @dataclass(frozen=True)
@@ -373,6 +374,13 @@ class DeleteKeys:
 
 
 @dataclass(frozen=True)
+class ListIndexes:
+    """``listIndexes`` of a collection; answered with the index documents (none if it is missing)."""
+
+    target: Target
+
+
+@dataclass(frozen=True)
 class UploadFiles:
     """Write GridFS files (large content blocks) before the messages that reference them."""
 
@@ -400,6 +408,7 @@ class DeleteFiles:
 
 Request = (
     DeleteKeys
+    | ListIndexes
     | UploadFiles
     | DownloadFiles
     | DeleteFiles

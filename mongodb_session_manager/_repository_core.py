@@ -47,6 +47,7 @@ from ._plans import (
     restore_flow,
     write_flow,
 )
+from ._search import MessageMatch, search_flow, text_index_flow, validate_search
 from ._storable import check_metadata, check_storable
 from ._validation import (
     validate_agent_id,
@@ -78,6 +79,7 @@ class RepositoryCore:
         self.config = config
         self.names = config.names
         # Binary blocks above the threshold go to the GridFS bucket ``<collection>_files``.
+        self._text_index: bool | None = None  # a $text index on the messages: looked up once
         self.large_content = LargeContent(self.names.files, validate_threshold(large_content_threshold))
         # Client-level bulkWrite (MongoDB 8): assumed until the server says otherwise.
         self._bulk_supported = True
@@ -246,6 +248,19 @@ class RepositoryCore:
                 [schema.session_summary(document) for document in documents[:limit]],
                 schema.next_page_cursor(documents, cursor, limit),
             )
+
+        return flow()
+
+    # --- search -----------------------------------------------------------------------------
+
+    def _search_messages(self, text: str, user_id: str | None, limit: int) -> Flow[list[MessageMatch]]:
+        text, user_id, limit = validate_search(text, user_id, limit)
+
+        def flow() -> Flow[list[MessageMatch]]:
+            if self._text_index is None:
+                self._text_index = yield from text_index_flow()
+            matches = yield from search_flow(text, user_id, limit, self._text_index)
+            return matches
 
         return flow()
 

@@ -42,6 +42,7 @@ from ._plans import (
     FindOne,
     Flow,
     InsertOp,
+    ListIndexes,
     MessageWrite,
     Plan,
     RunPlan,
@@ -55,6 +56,7 @@ from ._plans import (
     drive_async,
 )
 from ._repository_core import RepositoryCore
+from ._search import MessageMatch
 from .config import StoreConfig
 from .encryption import DEFAULT_KEY_VAULT_NAMESPACE
 from .lifecycle import ErasureReceipt, PruneReport
@@ -260,6 +262,17 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """Message documents to insert (an import): large content uploaded to GridFS, referenced."""
         return await self._drive(self._offload_files(documents))
 
+    async def search_messages(
+        self, text: str, *, user_id: str | None = None, limit: int = 20
+    ) -> list[MessageMatch]:
+        """Messages whose text contains ``text``, newest first, with the sessions they are in.
+
+        Only ``user_id``'s sessions when given (its 1,000 most recently active); a ``$text``
+        index on the messages is used when there is one, else a bounded case-insensitive scan.
+        Encrypted messages never match (see :mod:`._search`).
+        """
+        return await self._drive(self._search_messages(text, user_id, limit))
+
     # --- agents -----------------------------------------------------------------------------
 
     async def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
@@ -408,14 +421,21 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             if isinstance(request, FindOne):
                 return await collection.find_one(request.filter, request.projection)
             if isinstance(request, Find):
+                bound = {} if request.max_time_ms is None else {"max_time_ms": request.max_time_ms}
                 cursor = collection.find(
                     request.filter,
                     request.projection,
                     sort=request.sort,
                     skip=request.skip,
                     limit=request.limit,
+                    **bound,
                 )
                 return await cursor.to_list(length=None)
+            if isinstance(request, ListIndexes):
+                cursor = collection.list_indexes()
+                if inspect.isawaitable(cursor):  # pymongo's async API; motor returns the cursor
+                    cursor = await cursor
+                return await cursor.to_list(None)
             if isinstance(request, Aggregate):
                 cursor = collection.aggregate(list(request.pipeline))
                 if inspect.isawaitable(cursor):  # pymongo's async API; motor returns the cursor

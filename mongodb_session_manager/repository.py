@@ -40,6 +40,7 @@ from ._plans import (
     FindOne,
     Flow,
     InsertOp,
+    ListIndexes,
     MessageWrite,
     Plan,
     RunPlan,
@@ -53,6 +54,7 @@ from ._plans import (
     drive_sync,
 )
 from ._repository_core import RepositoryCore
+from ._search import MessageMatch
 from .config import StoreConfig
 from .encryption import DEFAULT_KEY_VAULT_NAMESPACE
 from .lifecycle import ErasureReceipt, PruneReport
@@ -230,6 +232,17 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """Message documents to insert (an import): large content uploaded to GridFS, referenced."""
         return self._drive(self._offload_files(documents))
 
+    def search_messages(
+        self, text: str, *, user_id: str | None = None, limit: int = 20
+    ) -> list[MessageMatch]:
+        """Messages whose text contains ``text``, newest first, with the sessions they are in.
+
+        Only ``user_id``'s sessions when given (its 1,000 most recently active); a ``$text``
+        index on the messages is used when there is one, else a bounded case-insensitive scan.
+        Encrypted messages never match (see :mod:`._search`).
+        """
+        return self._drive(self._search_messages(text, user_id, limit))
+
     # --- agents -----------------------------------------------------------------------------
 
     def create_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
@@ -381,14 +394,18 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             if isinstance(request, FindOne):
                 return collection.find_one(request.filter, request.projection)
             if isinstance(request, Find):
+                bound = {} if request.max_time_ms is None else {"max_time_ms": request.max_time_ms}
                 cursor = collection.find(
                     request.filter,
                     request.projection,
                     sort=request.sort,
                     skip=request.skip,
                     limit=request.limit,
+                    **bound,
                 )
                 return list(cursor)
+            if isinstance(request, ListIndexes):
+                return list(collection.list_indexes())
             if isinstance(request, Aggregate):
                 return list(collection.aggregate(list(request.pipeline)))
             if isinstance(request, Update):

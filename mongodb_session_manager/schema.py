@@ -61,6 +61,7 @@ __all__ = [
     "MESSAGE_INDEXES",
     "MESSAGE_SHARD_KEY",
     "MESSAGE_SORT",
+    "MESSAGE_TEXT_FIELDS",
     "RESUME_WINDOW_FIELD",
     "ROLLUPS_FROM_THE_START",
     "ROLLUP_COVERAGE_ID",
@@ -68,6 +69,8 @@ __all__ = [
     "ROLLUP_INDEXES",
     "ROLLUP_TOKEN_FIELDS",
     "SCHEMA_VERSION",
+    "SEARCH_PROJECTION",
+    "SEARCH_SORT",
     "SESSION_INDEXES",
     "SESSION_LIST_SORT",
     "SESSION_PAGE_SORT",
@@ -105,6 +108,8 @@ __all__ = [
     "message_document",
     "message_filter",
     "message_from_document",
+    "message_regex_filter",
+    "message_text_filter",
     "message_window_filter",
     "multi_agent_path",
     "multi_agent_update",
@@ -121,6 +126,7 @@ __all__ = [
     "rollup_increments",
     "rollup_key",
     "rollup_update",
+    "search_sessions_filter",
     "session_document",
     "session_from_document",
     "session_list_filter",
@@ -703,6 +709,42 @@ def update_message_update(
 def turn_record_update(event_loop_metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Attach a turn's metrics to the message that closes it."""
     return {"$set": {"event_loop_metrics": dict(event_loop_metrics)}}
+
+
+# --- search (see :mod:`._search`) --------------------------------------------------------------
+
+# Where a message's words are: its text blocks and the text blocks of its tool results.
+MESSAGE_TEXT_FIELDS = ("message.content.text", "message.content.toolResult.content.text")
+SEARCH_PROJECTION = {
+    "_id": 0,
+    "session_id": 1,
+    "agent_id": 1,
+    "message_id": 1,
+    "role": 1,
+    "created_at": 1,
+    "message.content.text": 1,
+    "message.content.toolResult.content.text": 1,
+}
+SEARCH_SORT = [("created_at", -1)]
+
+
+def search_sessions_filter(user_id: str | None) -> dict[str, Any]:
+    """The live sessions a search looks in: the user's (``user_updated_at`` index) or all."""
+    return live({} if user_id is None else {"user_id": user_id})
+
+
+def message_regex_filter(session_ids: Sequence[str], pattern: str) -> dict[str, Any]:
+    """Messages of ``session_ids`` whose text matches ``pattern`` (case-insensitive)."""
+    regex = {"$regex": pattern, "$options": "i"}
+    return {
+        "session_id": {"$in": list(session_ids)},
+        "$or": [{field: regex} for field in MESSAGE_TEXT_FIELDS],
+    }
+
+
+def message_text_filter(session_ids: Sequence[str], text: str) -> dict[str, Any]:
+    """Messages of ``session_ids`` matching ``text`` through a ``$text`` index (whole words)."""
+    return {"session_id": {"$in": list(session_ids)}, "$text": {"$search": text}}
 
 
 # --- listing ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .. import schema
 from .._validation import validate_metadata_filter
 from ..errors import InvalidSessionInputError
 from .lifecycle import add_prune, add_users
+from .search import add_search
 
 __all__ = [
     "PROG",
@@ -149,7 +150,7 @@ def _add_demo(commands: Commands, common: _Parser) -> None:
 
 def _add_sessions(commands: Commands, common: _Parser) -> None:
     sessions = commands.add_parser(
-        "sessions", parents=[common], help="list, show, export, import, delete sessions"
+        "sessions", parents=[common], help="list, show, search, export, import, delete sessions"
     )
     actions = sessions.add_subparsers(dest="action", required=True, metavar="ACTION")
     for add in (_add_list, _add_show, _add_export, _add_import, _add_delete):
@@ -202,6 +203,7 @@ def _add_delete(actions: Commands, common: _Parser) -> None:
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(handler=_run("sessions", "delete_session"))
     add_prune(actions, common)
+    add_search(actions, common)
 
 
 def _add_metrics(commands: Commands, common: _Parser) -> None:

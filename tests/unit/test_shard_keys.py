@@ -32,6 +32,7 @@ from mongodb_session_manager._plans import (
     FindOne,
     Flow,
     InsertOp,
+    ListIndexes,
     MessageWrite,
     NewAgent,
     RunPlan,
@@ -60,6 +61,10 @@ class RecordingStore:
         request = step.request
         if isinstance(request, EnsureIndexes):
             return None
+        if isinstance(request, ListIndexes):
+            return []
+        if isinstance(request, Find) and request.target == "sessions":  # a search's sessions
+            return [{"_id": SESSION}]
         if isinstance(request, DeleteFiles):  # a session's GridFS files, found by its id
             assert request.session_ids
             return 0
@@ -119,6 +124,8 @@ def _operations(core: RepositoryCore) -> dict[str, Flow[Any]]:
         "read message": core._read_message(SESSION, AGENT, 3),
         "update message": core._update_message(SESSION, AGENT, _message(3)),
         "delete session": core._delete_session(SESSION),
+        "search a user's messages": core._search_messages("paris", "alice", 20),
+        "search every session": core._search_messages("paris", None, 20),
     }
 
 
