@@ -32,6 +32,7 @@ from . import (
     b9_session_paging,
     b10_metrics_rollups,
     b11_lifecycle,
+    b12_large_content,
 )
 from ._common import SIZES, Context, Result, counted_client
 from ._environment import describe
@@ -49,6 +50,7 @@ MEASURES: dict[str, Callable[[Context], Result]] = {
     "B9": b9_session_paging.run,
     "B10": b10_metrics_rollups.run,
     "B11": b11_lifecycle.run,
+    "B12": b12_large_content.run,
 }
 HERE = Path(__file__).parent
 
