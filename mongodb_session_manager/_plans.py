@@ -36,7 +36,7 @@ from .errors import ConcurrentWriteError, MessageTooLargeError, SessionNotFoundE
 
 logger = logging.getLogger(__name__)
 
-Target = Literal["sessions", "messages", "rollups"]
+Target = Literal["sessions", "messages", "rollups", "files"]  # files: the GridFS ``.files``
 Document = dict[str, Any]
 T = TypeVar("T")
 
@@ -601,6 +601,39 @@ def restore_flow(documents: Sequence[Document]) -> Flow[list[Document]]:
         return list(documents)
     files = yield ask(DownloadFiles(tuple(dict.fromkeys(file_ids))), "read content")
     return [dict(restore_document(document, files)) for document in documents]
+
+
+SWEEP_BATCH = 500
+
+
+def sweep_files_flow(uploaded_before: datetime) -> Flow[int]:
+    """Delete GridFS files whose session is gone (the TTL monitor removed it); returns the count.
+
+    Only files uploaded before ``uploaded_before``: a message's files are uploaded just before
+    the write that may create its session, so a grace period keeps those of a first write.
+    """
+    deleted = 0
+    after: Any = None
+    while True:
+        query: Document = {"uploadDate": {"$lt": uploaded_before}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        files = yield ask(
+            Find("files", query, sort=[("_id", 1)], limit=SWEEP_BATCH, projection={"metadata.session_id": 1}),
+            "sweep content files",
+        )
+        if not files:
+            return deleted
+        after = files[-1]["_id"]
+        session_ids = sorted({str((file.get("metadata") or {}).get("session_id")) for file in files})
+        found = yield ask(
+            Find("sessions", {"_id": {"$in": session_ids}}, projection={"_id": 1}), "sweep content files"
+        )
+        gone = set(session_ids) - {str(document["_id"]) for document in found}
+        if gone:
+            deleted += yield ask(
+                DeleteFiles(tuple(sorted(gone)), before=uploaded_before), "sweep content files"
+            )
 
 
 def _check_lease(session_id: str, agent_id: str, owner: str) -> Flow[None]:

@@ -45,6 +45,7 @@ from ._plans import (
     load_flow,
     offload_flow,
     restore_flow,
+    sweep_files_flow,
     write_flow,
 )
 from ._search import MessageMatch, search_flow, text_index_flow, validate_search
@@ -269,6 +270,10 @@ class RepositoryCore:
     def _inline_files(self, documents: Sequence[Document]) -> Flow[list[Document]]:
         """Stored message documents with their GridFS content back in place (an export)."""
         return restore_flow(list(documents))
+
+    def _sweep_files(self, older_than: timedelta) -> Flow[int]:
+        validate_older_than(older_than)
+        return sweep_files_flow(schema.utcnow() - older_than)
 
     def _offload_files(self, documents: Sequence[Document]) -> Flow[list[Document]]:
         """Message documents to insert (an import), their large blocks uploaded to GridFS first."""

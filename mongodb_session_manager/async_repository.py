@@ -258,6 +258,14 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """Stored message documents with their large content read back from GridFS (an export)."""
         return await self._drive(self._inline_files(documents))
 
+    async def sweep_files(self, *, older_than: timedelta = timedelta(hours=1)) -> int:
+        """Delete large content files whose session is gone (expired by the TTL monitor); the count.
+
+        GridFS files have no TTL. Files uploaded less than ``older_than`` ago stay (a first write
+        uploads its files just before it creates the session). Run it now and then, like ``prune``.
+        """
+        return await self._drive(self._sweep_files(older_than))
+
     async def offload_files(self, documents: Sequence[Document]) -> list[Document]:
         """Message documents to insert (an import): large content uploaded to GridFS, referenced."""
         return await self._drive(self._offload_files(documents))
@@ -518,4 +526,6 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     def _collection_for(self, target: str) -> Any:
         if target == "rollups":
             return self.rollups_collection
+        if target == "files":
+            return self.files_collection
         return self.collection if target == "sessions" else self.messages_collection

@@ -228,6 +228,14 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """Stored message documents with their large content read back from GridFS (an export)."""
         return self._drive(self._inline_files(documents))
 
+    def sweep_files(self, *, older_than: timedelta = timedelta(hours=1)) -> int:
+        """Delete large content files whose session is gone (expired by the TTL monitor); the count.
+
+        GridFS files have no TTL. Files uploaded less than ``older_than`` ago stay (a first write
+        uploads its files just before it creates the session). Run it now and then, like ``prune``.
+        """
+        return self._drive(self._sweep_files(older_than))
+
     def offload_files(self, documents: Sequence[Document]) -> list[Document]:
         """Message documents to insert (an import): large content uploaded to GridFS, referenced."""
         return self._drive(self._offload_files(documents))
@@ -485,4 +493,6 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     def _collection_for(self, target: str) -> Collection[Document]:
         if target == "rollups":
             return self.rollups_collection
+        if target == "files":
+            return self.files_collection
         return self.collection if target == "sessions" else self.messages_collection

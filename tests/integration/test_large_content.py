@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,45 @@ async def test_a_plain_turn_still_costs_two_round_trips_and_a_large_one_adds_onl
     uploads = [name for name in counter.commands if name != "bulkWrite"]
     assert counter.commands.count("bulkWrite") == 2  # the turn's own writes, as for a plain turn
     assert set(uploads) <= {"insert", "listIndexes", "createIndexes", "find"}
+
+
+def test_files_of_sessions_the_ttl_monitor_removed_are_swept(
+    mongodb_uri: str, mongo_client: pymongo.MongoClient[dict[str, Any]], database_name: str
+) -> None:
+    repository = MongoDBSessionRepository(mongodb_uri, database_name)
+    for session_id in ("expired", "alive"):
+        _session(repository, session_id)
+        message = {"role": "user", "content": [_image(BIG)]}
+        repository.write_message(session_id, "assistant", SessionMessage(message, 0))  # type: ignore[arg-type]
+    # What the TTL monitor does: the documents go, the GridFS files do not.
+    mongo_client[database_name]["sessions"].delete_one({"_id": "expired"})
+    mongo_client[database_name]["sessions_messages"].delete_many({"session_id": "expired"})
+
+    assert repository.sweep_files() == 0  # younger than the grace period: a first write may be running
+    assert repository.sweep_files(older_than=timedelta(microseconds=1)) == 1
+    assert _files(mongo_client, database_name)[0] == 1
+    assert _image_bytes(repository.list_messages("alive", "assistant")[0].message) == BIG
+
+
+def test_prune_and_erase_user_delete_the_files_too(
+    mongodb_uri: str, mongo_client: pymongo.MongoClient[dict[str, Any]], database_name: str, tmp_path: Path
+) -> None:
+    repository = MongoDBSessionRepository(mongodb_uri, database_name)
+    for session_id, user_id in (("old", "ann"), ("ann-2", "ann"), ("bea-1", "bea")):
+        repository.create_session(Session(session_id, SessionType.AGENT), user_id=user_id)
+        repository.create_agent(session_id, SessionAgent("assistant", {}, {}))
+        message = {"role": "user", "content": [_image(BIG)]}
+        repository.write_message(session_id, "assistant", SessionMessage(message, 0))  # type: ignore[arg-type]
+    sessions = mongo_client[database_name]["sessions"]
+    sessions.update_one({"_id": "old"}, {"$set": {"updated_at": datetime(2020, 1, 1, tzinfo=timezone.utc)}})
+
+    report = repository.prune(timedelta(days=30), archive_to=tmp_path)
+    assert report.session_ids == ("old",)
+    assert _files(mongo_client, database_name)[0] == 2
+    archived = json.loads(Path(report.archived[0]).read_text())
+    assert "$ref" not in json.dumps(archived)  # the archive holds the bytes, as an export does
+
+    receipt = repository.erase_user("ann")
+    assert receipt.session_ids == ("ann-2",)
+    files = mongo_client[database_name]["sessions_files.files"].find({}, {"metadata": 1})
+    assert [file["metadata"]["session_id"] for file in files] == ["bea-1"]
