@@ -199,7 +199,8 @@ async def test_async_context_manager_closes_and_keeps_everything(
 async def test_images_are_stored_as_binary_and_come_back_byte_exact(
     mongodb_uri: str, database_name: str, client: Client
 ) -> None:
-    images = [bytes([index]) * 5 * 1024 * 1024 for index in range(4)]  # four 5 MB images, 20 MB in all
+    # Four 3 MB images (12 MB in all), each under large_content_threshold: inline, as BSON binary.
+    images = [bytes([index]) * 3 * 1024 * 1024 for index in range(4)]
     manager = MongoDBSessionManager(session_id="gallery", client=client, database_name=database_name)
     agent = Agent(
         agent_id="assistant",
@@ -257,10 +258,8 @@ async def test_a_message_too_large_for_one_document_fails_clearly(database_name:
     agent = Agent(
         agent_id="assistant", model=ScriptedModel(["ok"]), session_manager=manager, callback_handler=None
     )
-    huge: Any = [
-        {"text": "Look"},
-        {"image": {"format": "png", "source": {"bytes": b"\x00" * (17 * 1024 * 1024)}}},
-    ]
+    # Large binary blocks go to GridFS (test_large_content.py); 17 MB of text cannot.
+    huge: Any = [{"text": "Look " * (17 * 1024 * 1024 // 5)}]
     with pytest.raises(MessageTooLargeError, match="16 MiB"):
         await agent.invoke_async(huge)
     assert client[database_name].sessions_messages.count_documents({"session_id": "huge"}) == 0
