@@ -143,6 +143,6 @@ def _match(document: Mapping[str, Any], matcher: re.Pattern[str] | None) -> Mess
         agent_id=str(document["agent_id"]),
         message_id=int(document["message_id"]),
         role=document.get("role"),
-        text="\n".join(matching[:1] if matcher is not None else texts),
+        text="\n".join((matching[:1] if matcher is not None else []) or texts),
         created_at=_utc(document.get("created_at")),
     )

@@ -149,6 +149,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     activity; ``keep_last_messages`` deletes messages that left the conversation manager's
     window more than that many messages ago; ``mask`` functions rewrite text before it is
     stored; ``encryption`` encrypts message content and agent state at rest.
+
+    ``large_content_threshold`` (bytes, default 4 MiB): image, document and video bytes longer
+    than this are stored in GridFS and read back byte-exact (docs/schema.md).
     """
 
     def __init__(
