@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 from bson import ObjectId
+from bson.dbref import DBRef
 
 from ._common import CLIError
 
@@ -88,6 +89,8 @@ def plain(value: Any) -> Any:
         return {"base64": base64.b64encode(value).decode("ascii")}
     if isinstance(value, ObjectId):
         return str(value)
+    if isinstance(value, DBRef):  # large content kept in GridFS: the reference, not the bytes
+        return plain(value.as_doc())
     return value
 
 
@@ -219,6 +222,8 @@ def _size(source: Any) -> str:
     data = source.get("bytes") if isinstance(source, Mapping) else None
     if isinstance(data, bytes):
         return f"{len(data):,} bytes"
+    if isinstance(data, DBRef):
+        return f"{data.as_doc().get('length', 0):,} bytes in GridFS"
     return "no inline bytes"
 
 

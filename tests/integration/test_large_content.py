@@ -279,3 +279,22 @@ def test_prune_and_erase_user_delete_the_files_too(
     assert receipt.session_ids == ("ann-2",)
     files = mongo_client[database_name]["sessions_files.files"].find({}, {"metadata": 1})
     assert [file["metadata"]["session_id"] for file in files] == ["bea-1"]
+
+
+def test_sessions_show_describes_large_content_by_size_without_reading_it(
+    mongodb_uri: str, database_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repository = MongoDBSessionRepository(mongodb_uri, database_name)
+    _session(repository, "shown")
+    message = {"role": "user", "content": [{"text": "see"}, _image(BIG)]}
+    repository.write_message("shown", "assistant", SessionMessage(message, 0))  # type: ignore[arg-type]
+    common = ["--uri", mongodb_uri, "--database", database_name]
+    capsys.readouterr()
+
+    assert main(["sessions", "show", "shown", *common]) == 0
+    assert "[image png, 20,971,520 bytes in GridFS]" in capsys.readouterr().out
+    assert main(["sessions", "show", "shown", "--json", *common]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    reference = shown["messages"][0]["message"]["content"][1]["image"]["source"]["bytes"]
+    assert reference["$ref"] == "sessions_files"
+    assert reference["length"] == len(BIG)
