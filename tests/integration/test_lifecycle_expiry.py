@@ -11,12 +11,11 @@ from typing import Any
 
 import pymongo
 import pytest
-from pymongo import monitoring
 from strands import Agent
 
 from mongodb_session_manager import InvalidSessionInputError, MongoDBSessionManager, MongoDBSessionRepository
 from mongodb_session_manager.embedded import EmbeddedServer
-from mongodb_session_manager.testing import ScriptedModel
+from mongodb_session_manager.testing import CommandCounter, ScriptedModel
 
 Client = pymongo.MongoClient[dict[str, Any]]
 
@@ -145,20 +144,6 @@ def test_activity_renews_the_session_and_its_messages(client: Client, database_n
     oldest = database.sessions_messages.find_one({"session_id": "busy", "message_id": 0})
     assert oldest is not None
     assert oldest["expires_at"] >= session["expires_at"]
-
-
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 async def test_a_plain_turn_with_expiry_still_costs_two_round_trips(
