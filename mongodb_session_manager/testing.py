@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel
+from pymongo import monitoring
 from strands.models import Model
 from strands.types.content import Messages
 from strands.types.event_loop import Metrics, Usage
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from strands.types.content import SystemContentBlock
 
 __all__ = [
+    "CommandCounter",
     "ScriptedCall",
     "ScriptedModel",
     "ScriptedModelError",
@@ -354,3 +356,27 @@ def _events(call: ScriptedCall) -> list[StreamEvent]:
     events.append({"messageStop": {"stopReason": call.stop_reason}})
     events.append({"metadata": {"usage": copy.copy(call.usage), "metrics": copy.copy(call.metrics)}})
     return events
+
+
+class CommandCounter(monitoring.CommandListener):
+    """The names of the database commands a client sends: round trips, countable in a test.
+
+    ``pymongo.MongoClient(uri, event_listeners=[counter])``, then ``counter.take()`` returns (and
+    forgets) what was sent since the last take, e.g. ``["aggregate"]`` for a resume.
+    """
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def take(self) -> list[str]:
+        taken, self.commands = self.commands, []
+        return taken

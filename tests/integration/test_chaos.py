@@ -94,7 +94,7 @@ async def test_40_random_cancels_of_a_tool_call_turn_leave_valid_sessions(
                 work = asyncio.ensure_future(
                     _drain(stream_text(agent, "Weather in Oslo?", session_manager=manager))
                 )
-            await asyncio.sleep(rng.uniform(0, 0.08))
+            await asyncio.sleep(rng.choice([0, 0.001, rng.uniform(0, 0.08)]))
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
@@ -109,6 +109,14 @@ async def test_40_random_cancels_of_a_tool_call_turn_leave_valid_sessions(
             refused += model.refused
             conversation = stored_conversation(mongo_client, database_name, f"cancel-{index}")
             assert conversation_problem([*conversation, _user("next")]) is None, conversation
+            # Every turn that stored its prompt is in the metrics (a cancel at ~1 ms included).
+            documents = mongo_client[database_name].sessions_messages.find({"session_id": f"cancel-{index}"})
+            prompts = turns = 0
+            for document in documents:
+                content = document["message"]["content"]
+                prompts += document["role"] == "user" and not any("toolResult" in b for b in content)
+                turns += "event_loop_metrics" in document
+            assert turns == prompts, f"cancel-{index}: {prompts} prompts, {turns} turn records"
         assert refused == []
     finally:
         factory.close()

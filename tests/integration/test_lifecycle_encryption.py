@@ -8,12 +8,11 @@ from typing import Any
 import pymongo
 import pytest
 from bson.binary import Binary
-from pymongo import monitoring
 from strands import Agent
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, SessionDecryptionError
 from mongodb_session_manager.encryption import ContentEncryption
-from mongodb_session_manager.testing import ScriptedModel
+from mongodb_session_manager.testing import CommandCounter, ScriptedModel
 
 Client = pymongo.MongoClient[dict[str, Any]]
 
@@ -107,20 +106,6 @@ def test_after_erasure_a_backup_of_the_user_cannot_be_decrypted(
         resume(client, database_name, fresh, "alice-1")
     bob = resume(client, database_name, fresh, "bob-1")
     assert bob.messages == two_users["bob-1"].messages
-
-
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["clear", "encrypted"])

@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import pymongo
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from strands import Agent, tool
 from strands.types.session import SessionMessage
 
@@ -31,7 +31,7 @@ from mongodb_session_manager import (
 from mongodb_session_manager._plans import client_models, write_plan
 from mongodb_session_manager.cli import main
 from mongodb_session_manager.metrics.backfill import rebuild_rollups
-from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
+from mongodb_session_manager.testing import CommandCounter, ScriptedModel, ScriptedResponse, ScriptedToolCall
 
 START = datetime(2025, 6, 1, tzinfo=timezone.utc)
 AGENTS = ("planner", "writer", "critic")
@@ -161,20 +161,6 @@ async def test_the_async_query_reads_the_same_rollups(
     finally:
         await client.close()
     assert rows == MetricsQuery(seeded).group_by("day", source="rollups")
-
-
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.fixture

@@ -8,30 +8,11 @@ from typing import Any
 
 import pymongo
 import pytest
-from pymongo import monitoring
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory
-from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
-
-
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def take(self) -> list[str]:
-        taken, self.commands = self.commands, []
-        return taken
+from mongodb_session_manager.testing import CommandCounter, ScriptedModel, ScriptedResponse, ScriptedToolCall
 
 
 @pytest.fixture
