@@ -16,7 +16,6 @@ from typing import Any
 
 import pymongo
 import pytest
-from pymongo import monitoring
 from strands import Agent
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
@@ -27,7 +26,7 @@ from mongodb_session_manager import (
 )
 from mongodb_session_manager.cli import main
 from mongodb_session_manager.errors import ConfigurationError
-from mongodb_session_manager.testing import ScriptedModel
+from mongodb_session_manager.testing import CommandCounter, ScriptedModel
 
 BIG = os.urandom(20 * 1024 * 1024)
 SMALL = os.urandom(1024)
@@ -193,20 +192,6 @@ def test_export_holds_the_bytes_and_import_uploads_them_again(
     assert repository.list_messages("moved", "assistant")[0].message == message
 
 
-class CommandCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.commands.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
 def counter() -> CommandCounter:
     return CommandCounter()
@@ -226,16 +211,15 @@ async def test_a_plain_turn_still_costs_two_round_trips_and_a_large_one_adds_onl
     manager = MongoDBSessionManager("rt-big", client=counted_client, database_name=database_name)
     agent = _agent(manager, ["warm", "plain", "pictured"])
     await agent.invoke_async("warm up")
-    counter.commands.clear()
+    counter.take()
 
     await agent.invoke_async("hi")
-    assert len(counter.commands) == 2
-    counter.commands.clear()
-
+    assert len(counter.take()) == 2
     await agent.invoke_async([{"text": "look"}, _image(BIG)])
     await manager.aclose()
-    uploads = [name for name in counter.commands if name != "bulkWrite"]
-    assert counter.commands.count("bulkWrite") == 2  # the turn's own writes, as for a plain turn
+    commands = counter.take()
+    uploads = [name for name in commands if name != "bulkWrite"]
+    assert commands.count("bulkWrite") == 2  # the turn's own writes, as for a plain turn
     assert set(uploads) <= {"insert", "listIndexes", "createIndexes", "find"}
 
 
