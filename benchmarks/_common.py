@@ -6,10 +6,10 @@ import asyncio
 import statistics
 import threading
 import time
-from pathlib import Path
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pymongo
@@ -43,11 +43,13 @@ class Size:
     metric_turns: int  # stored turn records (B7)
     memory_turns: int  # measured turns of one long-lived agent (B8)
     memory_warmup: int  # its warm-up turns, before the first heap reading (B8)
+    lag_repeats: int  # repeated runs of each request shape (B5: the max lag is noisy)
+    throughput_repeats: int  # measured runs of each variant and shape (B6), after one warm-up
 
 
 SIZES = {
-    "tiny": Size("tiny", 2, 3, 2, (100, 300, 1_000), 10, 10, 1, 1_000, 30, 10),
-    "default": Size("default", 5, 30, 20, (100, 1_000, 10_000), 50, 100, 3, 100_000, 1_500, 50),
+    "tiny": Size("tiny", 2, 3, 2, (100, 300, 1_000), 10, 10, 1, 1_000, 30, 10, 2, 2),
+    "default": Size("default", 5, 30, 20, (100, 1_000, 10_000), 50, 100, 3, 100_000, 1_500, 50, 9, 3),
 }
 
 
@@ -281,7 +283,9 @@ async def api_request(
     return await async_request(factory, session_id, prompts)
 
 
-async def seed_sessions(factory: MongoDBSessionManagerFactory, session_ids: Sequence[str], turns: int) -> None:
+async def seed_sessions(
+    factory: MongoDBSessionManagerFactory, session_ids: Sequence[str], turns: int
+) -> None:
     """Sessions that already hold ``turns`` turns of agent ``assistant`` (what a resume reads)."""
     prompts = [f"earlier question {n}" for n in range(turns)]
     await asyncio.gather(*(async_request(factory, session_id, prompts) for session_id in session_ids))

@@ -13,12 +13,15 @@ shape after the measured ones), so a miss says where the loop was.
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from mongodb_session_manager import MongoDBSessionManagerFactory
 
@@ -49,10 +52,13 @@ def run(ctx: Context) -> Result:
     kinds = [*SHAPES, "none"]
     lags: dict[str, dict[str, list[float]]] = {kind: {"max": [], "p99": []} for kind in kinds}
     ticks: list[int] = []
-    for repeat in range(ctx.size.repeats):
+    gc_pauses: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for repeat in range(ctx.size.lag_repeats):
         order = kinds[repeat % len(kinds) :] + kinds[: repeat % len(kinds)]
         for kind in order:
-            worst, p99, count, _ = asyncio.run(_one_run(factory, kind, requests, f"{repeat}"))
+            with _gc_pauses() as pauses:
+                worst, p99, count, _ = asyncio.run(_one_run(factory, kind, requests, f"{repeat}"))
+            gc_pauses[kind].append(max(pauses, default=0.0))
             lags[kind]["max"].append(worst)
             lags[kind]["p99"].append(p99)
             ticks.append(count)
@@ -61,6 +67,7 @@ def run(ctx: Context) -> Result:
     base_max, base_p99 = lags["none"]["max"], lags["none"]["p99"]
     result.add("max lag, no session manager", base_max, "ms")
     result.add("p99 lag, no session manager", base_p99, "ms")
+    result.add("  longest garbage-collector pause in the run, no session manager", gc_pauses["none"], "ms")
     for kind, label in SHAPES.items():
         added = [w - b for w, b in zip(lags[kind]["max"], base_max, strict=True)]
         row = result.add(f"added max lag: {label}", added, "ms")
@@ -70,6 +77,7 @@ def run(ctx: Context) -> Result:
             [w - b for w, b in zip(lags[kind]["p99"], base_p99, strict=True)],
             "ms",
         )
+        result.add(f"  longest garbage-collector pause in the run, {kind}", gc_pauses[kind], "ms")
         met = met and row.median <= TARGET_MS
         verdicts.append(f"{kind} {row.median:+.1f} ms (range {min(added):+.1f} to {max(added):+.1f})")
     result.notes.append(
@@ -158,16 +166,35 @@ class _Sampler(threading.Thread):
         self.join()
 
 
-def _where(frame: object) -> str:
+@contextmanager
+def _gc_pauses() -> Iterator[list[float]]:
+    """Durations (ms) of the garbage collections that run inside the block (they stall the loop)."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def observe(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(observe)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(observe)
+
+
+def _where(frame: FrameType | None) -> str:
     """The innermost frames of the package (or, failing that, of strands / pymongo), joined."""
     names: list[str] = []
     current = frame
     while current is not None:
-        code = current.f_code  # type: ignore[attr-defined]
+        code = current.f_code
         path = Path(code.co_filename)
         if "mongodb_session_manager" in path.parts or "strands" in path.parts or "pymongo" in path.parts:
             names.append(f"{path.stem}.{code.co_name}")
-        current = current.f_back  # type: ignore[attr-defined]
+        current = current.f_back
     return " < ".join(_first(names, 3)) or "outside the package, strands and pymongo"
 
 

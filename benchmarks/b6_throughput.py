@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -74,19 +75,22 @@ def run(ctx: Context) -> Result:
                 pool.submit(child_start, variant, ctx.uri, database).result()
             except Exception as exc:
                 errors[variant] = repr(exc)
-        for repeat in range(size.repeats + 1):  # repeat 0 warms every variant up
+        for repeat in range(size.throughput_repeats + 1):  # repeat 0 warms every variant up
             kinds = [(v, m) for m in MODES for v in VARIANTS if v not in errors]
             shift = repeat % len(kinds)
             for variant, mode in kinds[shift:] + kinds[:shift]:
                 if variant in errors:
                     continue
                 try:
-                    rate = pools[variant].submit(
-                        child_run, mode, size.sessions, size.turns_per_session, f"{repeat}"
-                    ).result()
+                    rate = (
+                        pools[variant]
+                        .submit(child_run, mode, size.sessions, size.turns_per_session, f"{repeat}")
+                        .result()
+                    )
                 except Exception as exc:
                     errors[variant] = repr(exc)
                     continue
+                print(f"  B6 repeat {repeat} {variant} {mode}: {rate:.1f} turns/s", file=sys.stderr, flush=True)
                 if repeat:
                     rates[(variant, mode)].append(rate)
         for variant, pool in pools.items():
@@ -107,7 +111,9 @@ def run(ctx: Context) -> Result:
         for other in ("raw", "pypi"):
             if guide and rates[(other, mode)]:
                 result.add(
-                    f"  {mode_label}: ratio ours (guide API) / {other}", ratio(guide, rates[(other, mode)]), "x"
+                    f"  {mode_label}: ratio ours (guide API) / {other}",
+                    ratio(guide, rates[(other, mode)]),
+                    "x",
                 )
     for variant, label in VARIANTS.items():
         if variant in peaks:
@@ -163,7 +169,9 @@ def child_start(variant: str, uri: str, database: str) -> None:
 
 def child_run(mode: str, sessions: int, turns: int, tag: str) -> float:
     loop: asyncio.AbstractEventLoop = _child["loop"]
-    return loop.run_until_complete(_measure(_child["build"], mode, sessions, turns, f"{_child['variant']}-{tag}"))
+    return loop.run_until_complete(
+        _measure(_child["build"], mode, sessions, turns, f"{_child['variant']}-{tag}")
+    )
 
 
 def child_peak() -> ChildPeak:
@@ -323,7 +331,9 @@ async def _raw(uri: str, database: str) -> Builder:
         await stream_turn(agent, prompt)
         user, reply = agent.messages[-2], agent.messages[-1]
         state = schema.agent_state(SessionAgent.from_agent(agent))
-        user_document = schema.message_document(session_id, agent_id, SessionMessage.from_message(user, next_id))
+        user_document = schema.message_document(
+            session_id, agent_id, SessionMessage.from_message(user, next_id)
+        )
         if first:
             session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
             await client.bulk_write(

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -81,6 +82,8 @@ def _run_one(key: str, ctx: Context) -> Result:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A SIGTERM unwinds like Ctrl-C, so the server and B6's child processes are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
     parser.add_argument("--only", default="", help="comma-separated measures, e.g. B1,B3")
@@ -128,9 +131,12 @@ def benchmark_server(*, pin: bool) -> Iterator[tuple[str, str]]:
     with EmbeddedServer(command=["taskset", "-c", str(server_core), executable]) as server:
         _pin_this_process(client_core)
         try:
-            yield server.uri, (
-                f"server `taskset -c {server_core} secantusd-py --storage-path :memory:`, "
-                f"client (this process, its threads and spawned children) on core {client_core}"
+            yield (
+                server.uri,
+                (
+                    f"server `taskset -c {server_core} secantusd-py --storage-path :memory:`, "
+                    f"client (this process, its threads and spawned children) on core {client_core}"
+                ),
             )
         finally:
             _pin_this_process(*cores)
