@@ -101,7 +101,7 @@ async def _count_api(
     with counter.counting() as commands:
         await stream_turn(agent, "question after the resume")
         await manager.flush()
-    seen["resume: construction (deferred) + first turn"] = commands
+    seen["resumed session, first turn (guide API: with its deferred read)"] = commands
     await _close(manager, api)
 
     manager = await _build(factory, api, f"b1-{api}-tool-{tag}")

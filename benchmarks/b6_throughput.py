@@ -32,7 +32,17 @@ from strands import Agent
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session import SessionManager
 
-from ._common import Context, Result, make_agent, peak_rss_mib, plain_model, ratio, rss_mib, stream_turn
+from ._common import (
+    Context,
+    Result,
+    cpu_ms,
+    make_agent,
+    peak_rss_mib,
+    plain_model,
+    ratio,
+    rss_mib,
+    stream_turn,
+)
 
 VARIANTS = {
     "ours": "mongodb-session-manager, async API",
@@ -67,6 +77,7 @@ def run(ctx: Context) -> Result:
         for variant in VARIANTS
     }
     rates: dict[tuple[str, str], list[float]] = {(v, m): [] for v in VARIANTS for m in MODES}
+    cpu: dict[tuple[str, str], list[float]] = {(v, m): [] for v in VARIANTS for m in MODES}
     errors: dict[str, str] = {}
     peaks: dict[str, ChildPeak] = {}
     try:
@@ -82,7 +93,7 @@ def run(ctx: Context) -> Result:
                 if variant in errors:
                     continue
                 try:
-                    rate = (
+                    rate, cpu_per_turn = (
                         pools[variant]
                         .submit(child_run, mode, size.sessions, size.turns_per_session, f"{repeat}")
                         .result()
@@ -90,9 +101,15 @@ def run(ctx: Context) -> Result:
                 except Exception as exc:
                     errors[variant] = repr(exc)
                     continue
-                print(f"  B6 repeat {repeat} {variant} {mode}: {rate:.1f} turns/s", file=sys.stderr, flush=True)
+                print(
+                    f"  B6 repeat {repeat} {variant} {mode}: {rate:.1f} turns/s, "
+                    f"{cpu_per_turn:.2f} ms CPU/turn",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if repeat:
                     rates[(variant, mode)].append(rate)
+                    cpu[(variant, mode)].append(cpu_per_turn)
         for variant, pool in pools.items():
             if variant not in errors:
                 peaks[variant] = pool.submit(child_peak).result()
@@ -115,6 +132,10 @@ def run(ctx: Context) -> Result:
                     ratio(guide, rates[(other, mode)]),
                     "x",
                 )
+    for mode, mode_label in MODES.items():
+        for variant, label in VARIANTS.items():
+            if cpu[(variant, mode)]:
+                result.add(f"client CPU per turn, {mode_label}: {label}", cpu[(variant, mode)], "ms")
     for variant, label in VARIANTS.items():
         if variant in peaks:
             result.add(f"peak RSS (VmHWM of its own process), {label}", [peaks[variant].rss_peak_mib], "MiB")
@@ -167,7 +188,8 @@ def child_start(variant: str, uri: str, database: str) -> None:
     _child["build"] = loop.run_until_complete(_builder(variant, uri, database, storage.name))
 
 
-def child_run(mode: str, sessions: int, turns: int, tag: str) -> float:
+def child_run(mode: str, sessions: int, turns: int, tag: str) -> tuple[float, float]:
+    """Turns/s of one run, and this process's CPU per turn (ms) over the same clock."""
     loop: asyncio.AbstractEventLoop = _child["loop"]
     return loop.run_until_complete(
         _measure(_child["build"], mode, sessions, turns, f"{_child['variant']}-{tag}")
@@ -184,23 +206,22 @@ Persistent = tuple[Turn, Callable[[], Awaitable[None]]]  # (one turn, close)
 Builder = tuple[Request, Callable[[str], Awaitable[Persistent]], Callable[[], Awaitable[None]]]
 
 
-async def _measure(build: Builder, mode: str, sessions: int, turns: int, tag: str) -> float:
+async def _measure(build: Builder, mode: str, sessions: int, turns: int, tag: str) -> tuple[float, float]:
     request, make_persistent_agent, settle = build
     session_ids = [f"b6-{mode}-{tag}-{n}" for n in range(sessions)]
-    if mode == "request":
-        start = time.perf_counter()
-        await asyncio.gather(*(_requests(request, session_id, turns) for session_id in session_ids))
-        await settle()
-    else:
+    agents: list[Persistent] = []
+    if mode == "turns":
         agents = [await make_persistent_agent(session_id) for session_id in session_ids]
-        start = time.perf_counter()
+    cpu, start = cpu_ms(), time.perf_counter()
+    if mode == "request":
+        await asyncio.gather(*(_requests(request, session_id, turns) for session_id in session_ids))
+    else:
         await asyncio.gather(*(_turns(one_turn, turns) for one_turn, _ in agents))
-        await settle()
-        elapsed = time.perf_counter() - start
-        for _, close in agents:
-            await close()
-        return sessions * turns / elapsed
-    return sessions * turns / (time.perf_counter() - start)
+    await settle()
+    elapsed, used = time.perf_counter() - start, cpu_ms() - cpu
+    for _, close in agents:
+        await close()
+    return sessions * turns / elapsed, used / (sessions * turns)
 
 
 async def _requests(request: Request, session_id: str, turns: int) -> None:
