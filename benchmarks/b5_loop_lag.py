@@ -86,6 +86,24 @@ def run(ctx: Context) -> Result:
         f"{STORED_TURNS} turns; {min(ticks)}-{max(ticks)} ticks per run; one warm-up request per run "
         "before the clock; the five kinds of run rotate their order every repeat"
     )
+    frozen: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for repeat in range(max(2, ctx.size.lag_repeats // 2)):
+        order = kinds[repeat % len(kinds) :] + kinds[: repeat % len(kinds)]
+        for kind in order:
+            worst, _, _, _ = asyncio.run(_one_run(factory, kind, requests, f"frozen-{repeat}", freeze=True))
+            frozen[kind].append(worst)
+    result.add("after gc.freeze(): max lag, no session manager", frozen["none"], "ms")
+    for kind in SHAPES:
+        result.add(
+            f"after gc.freeze(): added max lag, {kind}",
+            [w - b for w, b in zip(frozen[kind], frozen["none"], strict=True)],
+            "ms",
+        )
+    result.notes.append(
+        "after gc.freeze(): the same runs with the objects alive before the clock (imports, the "
+        "client, the factory) moved out of the collector's reach, as a web app can do once after "
+        "startup; a full collection then no longer walks them"
+    )
     for kind in SHAPES:
         _, _, _, stacks = asyncio.run(_one_run(factory, kind, requests, "diag", sample=True))
         if stacks:
@@ -98,7 +116,13 @@ def run(ctx: Context) -> Result:
 
 
 async def _one_run(
-    factory: MongoDBSessionManagerFactory, kind: str, requests: int, tag: str, *, sample: bool = False
+    factory: MongoDBSessionManagerFactory,
+    kind: str,
+    requests: int,
+    tag: str,
+    *,
+    sample: bool = False,
+    freeze: bool = False,
 ) -> tuple[float, float, int, Counter[str]]:
     """Max and p99 lag (ms), tick count and sampled stacks while ``requests`` requests run at once."""
     api, _, age = kind.partition("-")
@@ -111,6 +135,9 @@ async def _one_run(
         await bare_request(prompts)
     else:
         await (await api_request(api, factory, session_ids.pop(), prompts)).flush()  # type: ignore[attr-defined]
+    if freeze:
+        gc.collect()
+        gc.freeze()
     lags: list[float] = []
     stop = asyncio.Event()
     last_tick = [time.perf_counter()]
@@ -130,6 +157,8 @@ async def _one_run(
         await asyncio.gather(*(manager.flush() for manager in managers))  # type: ignore[attr-defined]
     stop.set()
     await ticker
+    if freeze:
+        gc.unfreeze()
     if sampler is not None:
         sampler.stop()
     return max(lags), percentile(lags, 0.99), len(lags), stacks

@@ -81,9 +81,12 @@ def run(ctx: Context) -> Result:
     errors: dict[str, str] = {}
     peaks: dict[str, ChildPeak] = {}
     try:
-        for variant, pool in pools.items():
+        starting = {
+            variant: pool.submit(child_start, variant, ctx.uri, database) for variant, pool in pools.items()
+        }
+        for variant, future in starting.items():  # the imports run in parallel
             try:
-                pool.submit(child_start, variant, ctx.uri, database).result()
+                future.result()
             except Exception as exc:
                 errors[variant] = repr(exc)
         for repeat in range(size.throughput_repeats + 1):  # repeat 0 warms every variant up

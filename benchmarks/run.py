@@ -10,6 +10,7 @@ the cores). A full default run writes ``benchmarks/RESULTS.md``; other runs writ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -145,7 +146,8 @@ def benchmark_server(*, pin: bool) -> Iterator[tuple[str, str]]:
 def _pin_this_process(*cores: int) -> None:
     """``taskset -c`` for this process: every existing thread, and so every later one."""
     for task in Path("/proc/self/task").iterdir():
-        os.sched_setaffinity(int(task.name), set(cores))
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task.name), set(cores))
 
 
 def _load_average() -> str:

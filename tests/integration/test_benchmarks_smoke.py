@@ -60,7 +60,7 @@ def test_a_miss_says_missed() -> None:
 def test_peak_rss_is_the_child_process_own() -> None:
     """A spawned child reports its own peak, not the parent's (``ru_maxrss`` survives ``exec``)."""
     ballast = bytearray(300 * 1024 * 1024)  # the parent's peak grows by 300 MiB
-    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    ballast[::4096] = b"x" * len(ballast[::4096])
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         child_peak = pool.apply(peak_rss_mib)
     assert peak_rss_mib() - child_peak > 250
