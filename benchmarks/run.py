@@ -36,6 +36,9 @@ from . import (
     b6_throughput,
     b7_metrics_query,
     b8_memory,
+    b9_session_paging,
+    b10_metrics_rollups,
+    b11_lifecycle,
 )
 from ._common import SIZES, Context, Result, counted_client
 from ._environment import describe
@@ -50,6 +53,9 @@ MEASURES: dict[str, Callable[[Context], Result]] = {
     "B6": b6_throughput.run,
     "B7": b7_metrics_query.run,
     "B8": b8_memory.run,
+    "B9": b9_session_paging.run,
+    "B10": b10_metrics_rollups.run,
+    "B11": b11_lifecycle.run,
 }
 HERE = Path(__file__).parent
 

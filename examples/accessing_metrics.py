@@ -17,7 +17,7 @@ from mongodb_session_manager.testing import ScriptedResponse
 
 def record_some_turns(connection_string: str) -> None:
     """Three sessions with a few turns each (sync calls: the manager works the same way)."""
-    for session_id, turns in [("user-123", 3), ("user-456", 1), ("user-789", 2)]:
+    for session_id, turns in [("report-1", 3), ("report-2", 1), ("report-3", 2)]:
         with create_mongodb_session_manager(
             session_id=session_id, connection_string=connection_string, database_name=DATABASE
         ) as session_manager:
@@ -42,7 +42,7 @@ def main(connection_string: str) -> None:
 
     # The guide's "last message metrics", in this layout.
     last_turn = repo.messages_collection.find_one(
-        {"session_id": "user-123", "event_loop_metrics": {"$exists": True}},
+        {"session_id": "report-1", "event_loop_metrics": {"$exists": True}},
         sort=[("message_id", -1)],
     )
     if last_turn:
@@ -53,8 +53,8 @@ def main(connection_string: str) -> None:
 
     # The same numbers, and more, through MetricsQuery.
     query = MetricsQuery(repo)
-    session = query.session_metrics("user-123")
-    print(f"user-123: {session.totals.turns} turns, {session.totals.total_tokens} tokens")
+    session = query.session_metrics("report-1")
+    print(f"report-1: {session.totals.turns} turns, {session.totals.total_tokens} tokens")
     for turn in session.turns:
         print(f"  turn at message {turn.message_id}: {turn.status}, {turn.total_tokens} tokens")
 

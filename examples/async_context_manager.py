@@ -18,7 +18,7 @@ from mongodb_session_manager import create_mongodb_session_manager
 
 async def chat(connection_string: str, prompt: str) -> None:
     async with create_mongodb_session_manager(
-        session_id="user-123",
+        session_id="async-context-manager",
         connection_string=connection_string,
         database_name=DATABASE,
     ) as session_manager:
@@ -40,7 +40,9 @@ async def chat(connection_string: str, prompt: str) -> None:
         # No sync_agent/close calls: leaving the block does both.
     # Here the manager is closed and the turn is in MongoDB, stored once.
 
-    count = session_manager.repository.messages_collection.count_documents({"session_id": "user-123"})
+    count = session_manager.repository.messages_collection.count_documents(
+        {"session_id": "async-context-manager"}
+    )
     print(f"Stored messages after the block: {count}")
 
 

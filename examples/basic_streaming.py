@@ -18,7 +18,7 @@ from mongodb_session_manager import create_mongodb_session_manager
 async def stream_response(connection_string: str) -> None:
     """Stream an agent's response token by token."""
     session_manager = create_mongodb_session_manager(
-        session_id="user-123",
+        session_id="basic-streaming",
         connection_string=connection_string,
         database_name=DATABASE,
     )
@@ -50,7 +50,7 @@ async def stream_response(connection_string: str) -> None:
     session_manager.append_message({"role": "assistant", "content": full_response}, agent)
     session_manager.sync_agent(agent)
 
-    stored = session_manager.repository.messages_collection.count_documents({"session_id": "user-123"})
+    stored = session_manager.repository.messages_collection.count_documents({"session_id": "basic-streaming"})
     print(f"Stored messages: {stored}")
     session_manager.close()
 

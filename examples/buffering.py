@@ -33,7 +33,7 @@ async def buffered_chunks(agent, prompt: str, buffer_size: int = 10):
 
 async def main(connection_string: str) -> None:
     async with create_mongodb_session_manager(
-        session_id="user-123", connection_string=connection_string, database_name=DATABASE
+        session_id="buffering", connection_string=connection_string, database_name=DATABASE
     ) as session_manager:
         agent = Agent(
             agent_id="assistant",
@@ -58,7 +58,7 @@ async def main(connection_string: str) -> None:
 
     replies = list(
         session_manager.repository.messages_collection.find(
-            {"session_id": "user-123", "role": "assistant"}, sort=[("message_id", 1)]
+            {"session_id": "buffering", "role": "assistant"}, sort=[("message_id", 1)]
         )
     )
     last_reply = replies[-1]["message"]["content"][0]["text"]

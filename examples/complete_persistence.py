@@ -56,16 +56,16 @@ async def main(connection_string: str) -> None:
     for prompt in REPLIES:
         print(f"User: {prompt}")
         print("Assistant: ", end="", flush=True)
-        async for chunk in chat_with_streaming(connection_string, "user-123", prompt):
+        async for chunk in chat_with_streaming(connection_string, "complete-persistence", prompt):
             print(chunk, end="", flush=True)
         print()
 
     # What MongoDB holds now: one document per message, in order, none twice.
     session_manager = create_mongodb_session_manager(
-        session_id="user-123", connection_string=connection_string, database_name=DATABASE
+        session_id="complete-persistence", connection_string=connection_string, database_name=DATABASE
     )
     stored = session_manager.repository.messages_collection.find(
-        {"session_id": "user-123"}, sort=[("message_id", 1)]
+        {"session_id": "complete-persistence"}, sort=[("message_id", 1)]
     )
     print("Stored conversation:")
     for document in stored:

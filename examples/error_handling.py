@@ -21,7 +21,7 @@ from mongodb_session_manager.testing import ScriptedResponse
 
 logger = logging.getLogger(__name__)
 
-SESSION_ID = "user-123"
+SESSION_ID = "error-handling"
 
 
 async def stream_with_error_handling(agent, session_manager, prompt: str):

@@ -2,6 +2,7 @@
 
     POST /chat?session_id=...        {"prompt": "..."}  -> the reply as plain text, streamed
     POST /chat/sse?session_id=...    {"prompt": "..."}  -> Server-Sent Events: token..., done
+    GET  /sessions?user_id=...&after=...                 -> a page of sessions and the next cursor
     GET  /sessions/{session_id}                          -> the stored messages
     GET  /sessions/{session_id}/metrics                  -> per-turn metrics and totals
 
@@ -24,9 +25,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from strands import Agent
 from strands.types.content import Messages
 
@@ -39,6 +40,7 @@ from mongodb_session_manager import (
 )
 from mongodb_session_manager.embedded import local_mongodb
 from mongodb_session_manager.integrations.fastapi import (
+    add_exception_handlers,
     session_manager_dependency,
     session_manager_lifespan,
     sse_response,
@@ -56,8 +58,13 @@ AGENT_ID = "assistant"
 SessionManager = Annotated[MongoDBSessionManager, Depends(session_manager_dependency(agent_id=AGENT_ID))]
 
 
+# A client that retries (a timeout, a double click) sends the same Idempotency-Key: the turn runs
+# once and the retry gets the stored reply. Requests on one session take turns (one writer each).
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
+
+
 class ChatRequest(BaseModel):
-    prompt: str
+    prompt: str = Field(min_length=1)  # a body without one answers 422, before anything is stored
 
 
 def scripted_reply(messages: Messages) -> str:
@@ -93,35 +100,57 @@ def create_app(
                 yield
 
     app = FastAPI(title="Streaming chat on MongoDB", lifespan=lifespan)
+    add_exception_handlers(app)  # bad ids 400, unknown sessions 404, a busy session 409
 
     def new_agent(manager: MongoDBSessionManager) -> Agent:
         return Agent(agent_id=AGENT_ID, model=model(), session_manager=manager, callback_handler=None)
 
     @app.post("/chat")
-    async def chat(request: ChatRequest, manager: SessionManager) -> StreamingResponse:
+    async def chat(
+        request: ChatRequest, manager: SessionManager, idempotency_key: IdempotencyKey = None
+    ) -> StreamingResponse:
         """The reply as plain text, streamed as it is generated."""
         agent = new_agent(manager)
-        return text_response(stream_text(agent, request.prompt, session_manager=manager))
+        reply = stream_text(agent, request.prompt, session_manager=manager, idempotency_key=idempotency_key)
+        return text_response(reply)
 
     @app.post("/chat/sse")
-    async def chat_sse(request: ChatRequest, manager: SessionManager) -> StreamingResponse:
+    async def chat_sse(
+        request: ChatRequest, manager: SessionManager, idempotency_key: IdempotencyKey = None
+    ) -> StreamingResponse:
         """The reply as Server-Sent Events, ending with the turn's metrics."""
         agent = new_agent(manager)
-        return sse_response(stream_sse(agent, request.prompt, session_manager=manager))
+        frames = stream_sse(agent, request.prompt, session_manager=manager, idempotency_key=idempotency_key)
+        return sse_response(frames)
+
+    @app.get("/sessions")
+    async def sessions(
+        user_id: str | None = None, after: str | None = None, limit: int = 20
+    ) -> dict[str, Any]:
+        """Sessions, most recently active first, one keyset page; pass ``next_cursor`` as ``after``."""
+        repository: AsyncMongoDBSessionRepository = app.state.repository
+        page = await repository.page_sessions(user_id=user_id, after=after, limit=limit)
+        return {"sessions": json_safe(page.sessions), "next_cursor": page.next_cursor}
 
     @app.get("/sessions/{session_id}")
     async def session_messages(session_id: str, agent_id: str = AGENT_ID) -> dict[str, Any]:
         """The stored conversation (an incomplete reply carries ``metadata.custom.incomplete``)."""
         repository: AsyncMongoDBSessionRepository = app.state.repository
-        messages = await repository.list_messages(session_id, agent_id)
+        snapshot = await repository.load_session(session_id, agent_id)  # one round trip
+        if snapshot is None:
+            raise HTTPException(status_code=404, detail=f"session {session_id!r} does not exist")
         return {
             "session_id": session_id,
             "agent_id": agent_id,
-            "messages": [json_safe(message.to_dict()) for message in messages],
+            "messages": [json_safe(message.to_dict()) for message in snapshot.window],
         }
 
     @app.get("/sessions/{session_id}/metrics")
-    async def session_metrics(session_id: str, skip: int = 0, limit: int = 50) -> dict[str, Any]:
+    async def session_metrics(
+        session_id: str,
+        skip: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> dict[str, Any]:
         """Per-turn metrics (tokens, latency, tools) and the session's running totals."""
         repository: AsyncMongoDBSessionRepository = app.state.repository
         metrics = await AsyncMetricsQuery(repository).session_metrics(session_id, skip=skip, limit=limit)

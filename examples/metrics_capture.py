@@ -25,7 +25,7 @@ def get_weather(city: str) -> str:
 
 async def stream_with_metrics(connection_string: str) -> None:
     session_manager = create_mongodb_session_manager(
-        session_id="user-123", connection_string=connection_string, database_name=DATABASE
+        session_id="metrics-capture", connection_string=connection_string, database_name=DATABASE
     )
     agent = Agent(
         agent_id="assistant",
@@ -51,7 +51,7 @@ async def stream_with_metrics(connection_string: str) -> None:
 
     # The turn's record sits on its last message.
     turn = session_manager.repository.messages_collection.find_one(
-        {"session_id": "user-123", "event_loop_metrics": {"$exists": True}},
+        {"session_id": "metrics-capture", "event_loop_metrics": {"$exists": True}},
         sort=[("message_id", -1)],
     )
     metrics = turn["event_loop_metrics"]
@@ -64,7 +64,7 @@ async def stream_with_metrics(connection_string: str) -> None:
         print(f"Tool {name}: {stats['calls']} call(s), {stats['errors']} error(s), {stats['time_ms']} ms")
 
     # Running totals for the whole session live in the session document.
-    session = session_manager.repository.collection.find_one({"_id": "user-123"})
+    session = session_manager.repository.collection.find_one({"_id": "metrics-capture"})
     print(f"Session totals: {session['totals']}")
     session_manager.close()
 

@@ -14,7 +14,7 @@ from strands import Agent
 
 from mongodb_session_manager import create_mongodb_session_manager
 
-SESSION_ID = "user-123"
+SESSION_ID = "resume-session"
 
 
 def recall(messages):

@@ -35,7 +35,7 @@ async def stream_with_timeout(agent, session_manager, prompt: str, timeout: floa
 
 async def main(connection_string: str) -> None:
     async with create_mongodb_session_manager(
-        session_id="user-123", connection_string=connection_string, database_name=DATABASE
+        session_id="timeout", connection_string=connection_string, database_name=DATABASE
     ) as session_manager:
         agent = Agent(
             agent_id="assistant",
@@ -50,7 +50,7 @@ async def main(connection_string: str) -> None:
         print(f"Stopped after {asyncio.get_running_loop().time() - started:.1f} s")
 
         stored = session_manager.repository.messages_collection.find_one(
-            {"session_id": "user-123", "role": "assistant"}
+            {"session_id": "timeout", "role": "assistant"}
         )
         words = len(stored["message"]["content"][0]["text"].split())
         print(f"Stored partial reply: {words} words, incomplete={stored['incomplete']}")

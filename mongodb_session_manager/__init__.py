@@ -14,6 +14,7 @@ from .errors import (
     SessionDecryptionError,
     SessionNotFoundError,
     StoreUnavailableError,
+    TurnAlreadyStoredError,
 )
 from .factory import (
     MongoDBSessionManagerFactory,
@@ -21,6 +22,7 @@ from .factory import (
     get_global_factory,
     initialize_global_factory,
 )
+from .lifecycle import ErasureReceipt, PruneReport
 from .manager import MongoDBSessionManager, create_mongodb_session_manager
 from .metrics import (
     AsyncMetricsQuery,
@@ -36,6 +38,7 @@ from .metrics import (
 )
 from .pool import MongoDBConnectionPool
 from .repository import MongoDBSessionRepository
+from .schema import SessionPage
 from .streaming import stream_sse, stream_text
 
 __version__ = _package_version()
@@ -46,6 +49,7 @@ __all__ = [
     "ConcurrentWriteError",
     "ConfigurationError",
     "EmbeddedServerError",
+    "ErasureReceipt",
     "FactoryNotInitializedError",
     "InvalidSessionInputError",
     "MessageTooLargeError",
@@ -58,13 +62,16 @@ __all__ = [
     "MongoDBSessionManager",
     "MongoDBSessionManagerFactory",
     "MongoDBSessionRepository",
+    "PruneReport",
     "SessionBusyError",
     "SessionDecryptionError",
     "SessionMetrics",
     "SessionNotFoundError",
+    "SessionPage",
     "SessionRank",
     "StoreUnavailableError",
     "ToolUsage",
+    "TurnAlreadyStoredError",
     "TurnMetrics",
     "TurnTracker",
     "close_global_factory",

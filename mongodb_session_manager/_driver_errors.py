@@ -277,10 +277,20 @@ def _detail(error: BaseException) -> str:
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
 
 
+# What to do when no server answers: the first thing a new user without MongoDB meets.
+NO_SERVER_HINT = (
+    "is a MongoDB server running there? Start a local one with "
+    "`mongodb-session-manager serve-db` and set MONGODB_URI to the URI it prints"
+)
+
+
 def _message(operation: str, error: BaseException, becomes: type[Exception]) -> str:
     if becomes is MessageTooLargeError:
         return _too_large(operation, _detail(error))
-    return f"{operation} failed: {type(error).__name__}: {_detail(error)}"
+    message = f"{operation} failed: {type(error).__name__}: {_detail(error)}"
+    if isinstance(error, driver.ServerSelectionTimeoutError):
+        return f"{message} ({NO_SERVER_HINT})"
+    return message
 
 
 def _too_large(operation: str, detail: str) -> str:

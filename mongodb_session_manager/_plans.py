@@ -15,11 +15,13 @@ agent. Repositories run a plan in one round trip with MongoDB 8's client-level `
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import DeleteMany, InsertOne, UpdateMany, UpdateOne
 from strands.types.session import SessionMessage
 
 from . import schema
@@ -27,7 +29,7 @@ from .errors import ConcurrentWriteError, MessageTooLargeError, SessionNotFoundE
 
 logger = logging.getLogger(__name__)
 
-Target = Literal["sessions", "messages"]
+Target = Literal["sessions", "messages", "rollups"]
 Document = dict[str, Any]
 T = TypeVar("T")
 
@@ -49,17 +51,27 @@ class UpdateOp:
     filter: Mapping[str, Any]
     update: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     upsert: bool = False
+    many: bool = False
 
 
-Op = InsertOp | UpdateOp
+@dataclass(frozen=True)
+class DeleteOp:
+    """``deleteMany``: messages that ride out of a session with one of its writes."""
+
+    target: Target
+    filter: Mapping[str, Any]
+
+
+Op = InsertOp | UpdateOp | DeleteOp
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Writes that belong together, run in order; ``message_index`` marks the message insert."""
+    """Writes that belong together, run in order; ``message_index`` marks the (first) message insert."""
 
     ops: tuple[Op, ...]
     message_index: int | None = None
+    message_count: int = 0
 
 
 @dataclass
@@ -69,6 +81,41 @@ class MessageWrite:
     session_message: SessionMessage
     event_loop_metrics: Mapping[str, Any] | None = None
     incomplete_reason: str | None = None
+    expires_at: datetime | None = None  # the session's message expiry horizon (see _lifecycle)
+    mask: Sequence[Callable[[str], str]] = ()  # applied to its text before it is stored
+    seal: Callable[[Any], Any] | None = None  # encrypts its content (after masking), see _encryption
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The turn lease riding in a write: taken by the turn's first write, released by its last.
+
+    ``take``: the write starts with :func:`schema.lease_take_filter`'s upsert, so it stops
+    before its message when another writer holds the lease (the flow raises :class:`LeaseHeld`).
+    ``until``: when a taken (or renewed) lease expires by itself. ``release``: the write ends
+    by giving the lease back. ``agent``: on a take, the agent entry to recreate with a session
+    document that vanished (None for an agent the session does not hold yet).
+    """
+
+    owner: str
+    until: datetime
+    take: bool = False
+    release: bool = False
+    agent: Mapping[str, Any] | None = None
+    session: Mapping[str, Any] | None = None  # on a take, the session fields to recreate it with
+
+
+class LeaseHeld(Exception):
+    """Internal: another writer holds the agent's turn lease until ``until``."""
+
+    def __init__(self, until: datetime | None) -> None:
+        super().__init__(f"the turn lease is held until {until}")
+        self.until = until
+
+
+class StaleWindow(Exception):
+    """Internal: the lease was taken, but another writer stored messages the caller has not seen."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +134,20 @@ class SessionWrite:
     turn_record: tuple[int, Mapping[str, Any]] | None = None
     create: NewAgent | None = None
     update: Mapping[str, Any] | None = None  # a prepared update of the session document instead
+    extra: tuple[Op, ...] = ()  # lifecycle writes riding along (expiry renewal, trimming)
+    lease: Lease | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.agent or self.totals or self.turn_record or self.create or self.update)
+        return not (
+            self.agent
+            or self.totals
+            or self.turn_record
+            or self.create
+            or self.update
+            or self.lease
+            or self.extra
+        )
 
 
 @dataclass(frozen=True)
@@ -101,9 +158,22 @@ class NewAgent:
     agent: Mapping[str, Any]
 
 
-def write_plan(session_id: str, message: Document | None, write: SessionWrite | None) -> Plan:
+def write_plan(
+    session_id: str, message: Document | Sequence[Document] | None, write: SessionWrite | None
+) -> Plan:
     """The ordered writes for one message and/or one session change."""
     ops: list[Op] = []
+    lease = None if write is None else write.lease
+    if write is not None and lease is not None and lease.take:
+        session = write.create.session if write.create is not None else lease.session or {}
+        ops.append(
+            UpdateOp(
+                "sessions",
+                schema.lease_take_filter(session_id, write.agent_id, lease.owner, schema.utcnow()),
+                schema.lease_take_update(write.agent_id, lease.owner, lease.until, session, lease.agent),
+                True,
+            )
+        )
     if write is not None and write.create is not None:
         ops.append(
             UpdateOp(
@@ -117,13 +187,13 @@ def write_plan(session_id: str, message: Document | None, write: SessionWrite | 
                 schema.create_agent_update(write.agent_id, write.create.agent),
             )
         )
-    message_index = None
-    if message is not None:
-        message_index = len(ops)
-        ops.append(InsertOp("messages", message))
+    messages = [] if message is None else [message] if isinstance(message, Mapping) else list(message)
+    message_index = len(ops) if messages else None
+    ops.extend(InsertOp("messages", document) for document in messages)
+    message = messages[-1] if messages else None
     if write is not None and write.update is not None:
         ops.append(UpdateOp("sessions", {"_id": session_id}, write.update))
-    elif write is not None and (write.agent or write.totals or message is None):
+    elif write is not None and (write.agent or write.totals or (message is None and lease is None)):
         ops.append(
             UpdateOp(
                 "sessions",
@@ -140,16 +210,62 @@ def write_plan(session_id: str, message: Document | None, write: SessionWrite | 
                 schema.turn_record_update(metrics),
             )
         )
-    return Plan(tuple(ops), message_index)
+    if write is not None:
+        ops.extend(write.extra)
+    if write is not None and lease is not None and (lease.release or not lease.take):
+        update = (
+            schema.lease_release_update(write.agent_id)
+            if lease.release
+            else schema.lease_renew_update(write.agent_id, lease.until)
+        )
+        ops.append(
+            UpdateOp("sessions", schema.lease_release_filter(session_id, write.agent_id, lease.owner), update)
+        )
+    ops.extend(rollup_ops(messages, write))
+    return Plan(tuple(ops), message_index, len(messages))
 
 
-def client_models(plan: Plan, namespaces: Mapping[str, str]) -> list[InsertOne[Any] | UpdateOne]:
+def rollup_ops(messages: Sequence[Document], write: SessionWrite | None) -> list[Op]:
+    """The ``$inc`` of the turn's hour rollup, riding on the write that stores its record.
+
+    A turn's record is either on the message inserted now (``event_loop_metrics``) or attached
+    to an earlier one (``turn_record``). The op comes after those writes in the ordered plan, so
+    a plan stopped by a conflict (retried with another id) never counts a turn twice.
+    """
+    ops: list[Op] = []
+    records: list[tuple[str, Mapping[str, Any]]] = []
+    for message in messages:
+        if message.get("event_loop_metrics") is not None:
+            records.append((message["agent_id"], message["event_loop_metrics"]))
+    if write is not None and write.turn_record is not None:
+        records.append((write.agent_id, write.turn_record[1]))
+    earliest = None
+    for agent_id, record in records:
+        rollup = schema.rollup_update(agent_id, record)
+        if rollup is not None:
+            ops.append(UpdateOp("rollups", rollup[0], rollup[1], upsert=True))
+            hour = rollup[1]["$setOnInsert"]["hour"]
+            earliest = hour if earliest is None else min(earliest, hour)
+    if earliest is not None:
+        coverage = schema.rollup_coverage_update(earliest)
+        ops.append(UpdateOp("rollups", coverage[0], coverage[1], upsert=True))
+    return ops
+
+
+ClientModel = InsertOne[Any] | UpdateOne | UpdateMany | DeleteMany
+
+
+def client_models(plan: Plan, namespaces: Mapping[str, str]) -> list[ClientModel]:
     """The plan as client-level ``bulk_write`` models (``namespaces``: target -> "db.collection")."""
-    models: list[InsertOne[Any] | UpdateOne] = []
+    models: list[ClientModel] = []
     for op in plan.ops:
         namespace = namespaces[op.target]
         if isinstance(op, InsertOp):
             models.append(InsertOne(op.document, namespace=namespace))
+        elif isinstance(op, DeleteOp):
+            models.append(DeleteMany(op.filter, namespace=namespace))
+        elif op.many:
+            models.append(UpdateMany(op.filter, op.update, upsert=op.upsert, namespace=namespace))
         else:
             models.append(UpdateOne(op.filter, op.update, upsert=op.upsert, namespace=namespace))
     return models
@@ -229,7 +345,39 @@ class EnsureIndexes:
     """Create the package's indexes once per process (the shells keep the registry)."""
 
 
-Request = FindOne | Find | Aggregate | Update | FindAndUpdate | Delete | Count | RunPlan | EnsureIndexes
+@dataclass(frozen=True)
+class WriteArchive:
+    """Write one session's export file into ``directory`` (local disk; off the loop in the async shell).
+
+    Answered with the path written.
+    """
+
+    directory: Path
+    session: Document
+    messages: list[Document]
+
+
+@dataclass(frozen=True)
+class DeleteKeys:
+    """Delete data keys by alt name from the key vault ``namespace`` ("db.collection"); answers the count."""
+
+    namespace: str
+    key_alt_names: tuple[str, ...]
+
+
+Request = (
+    DeleteKeys
+    | FindOne
+    | Find
+    | Aggregate
+    | Update
+    | FindAndUpdate
+    | Delete
+    | Count
+    | RunPlan
+    | EnsureIndexes
+    | WriteArchive
+)
 
 
 @dataclass(frozen=True)
@@ -258,49 +406,137 @@ def write_flow(
     *,
     allocate_first: bool = False,
 ) -> Flow[int | None]:
-    """Insert with the id Strands chose; on a conflict move past the stored tail and retry.
+    """One message (or none) and the session change riding with it; returns the stored id."""
+    ids = yield from batch_write_flow(
+        session_id, agent_id, [] if message is None else [message], write, allocate_first=allocate_first
+    )
+    return ids[0] if ids else None
 
-    The common case (one writer per agent) costs one round trip. After a conflict, the id comes
-    from an atomic counter in the session document, so writers that collide get distinct ids;
-    ``allocate_first`` keeps a writer that has seen contention on the counter from then on.
-    Returns the id the message was stored under (also written back into its ``SessionMessage``).
+
+def batch_write_flow(
+    session_id: str,
+    agent_id: str,
+    messages: Sequence[MessageWrite],
+    write: SessionWrite | None,
+    *,
+    allocate_first: bool = False,
+) -> Flow[list[int]]:
+    """Insert with the ids Strands chose; on a conflict move past the stored tail and retry.
+
+    The common case (one writer per agent) costs one round trip, however many messages. After a
+    conflict, ids come from an atomic counter in the session document, so writers that collide
+    get distinct ids; ``allocate_first`` keeps a writer that has seen contention on the counter
+    from then on. Returns the ids the messages were stored under (also written back into each
+    ``SessionMessage``), in order.
     """
     yield ask(EnsureIndexes(), "create indexes")
-    if message is None:
+    lease = None if write is None else write.lease
+    taking = lease is not None and lease.take
+    if not messages:
         plan = write_plan(session_id, None, write)
         for _ in range(2):  # a racing first write may take the session upsert: the retry matches
-            if plan.ops and (yield ask(RunPlan(plan), "update session")) is None:
+            if not plan.ops:
                 break
-        return None
-    session_message = message.session_message
-    message_id = session_message.message_id
+            conflict = yield ask(RunPlan(plan), "update session")
+            if conflict is None:
+                break
+            if lease is not None and taking and conflict == 0:
+                yield from _check_lease(session_id, agent_id, lease.owner)
+        return []
+    stored: list[int] = []
+    waiting = list(messages)
+    first_id = waiting[0].session_message.message_id
     if allocate_first:
-        message_id = yield from _allocate(session_id, agent_id, floor=message_id - 1)
+        first_id = yield from _allocate(session_id, agent_id, floor=first_id - 1, count=len(waiting))
     for attempt in range(MAX_ID_ATTEMPTS):
-        session_message.message_id = message_id
-        document = schema.message_document(
-            session_id,
-            agent_id,
-            session_message,
-            event_loop_metrics=message.event_loop_metrics,
-            incomplete_reason=message.incomplete_reason,
-        )
-        plan = write_plan(session_id, document, write)
+        documents = []
+        for offset, message in enumerate(waiting):
+            message.session_message.message_id = first_id + offset
+            documents.append(
+                schema.message_document(
+                    session_id,
+                    agent_id,
+                    message.session_message,
+                    event_loop_metrics=message.event_loop_metrics,
+                    incomplete_reason=message.incomplete_reason,
+                    expires_at=message.expires_at,
+                    mask=message.mask,
+                    seal=message.seal,
+                    idempotency_key=message.idempotency_key,
+                )
+            )
+        plan = write_plan(session_id, documents, write)
         conflict = yield ask(RunPlan(plan), "write message")
         if conflict is None:
-            return message_id
-        if conflict != plan.message_index:
+            return stored + [first_id + offset for offset in range(len(waiting))]
+        if lease is not None and taking and conflict == 0:
+            yield from _check_lease(session_id, agent_id, lease.owner)
+            continue  # free after all (a racing first write created the session): try again
+        assert plan.message_index is not None
+        if conflict < plan.message_index:
             continue  # the session upsert raced another first write; it exists now
-        tail = yield from _read_tail(session_id, agent_id, message_id)
+        if taking:
+            raise StaleWindow()  # the lease is ours now, but another writer's turn came first
+        landed = conflict - plan.message_index  # the inserts before the conflict are stored
+        stored += [first_id + offset for offset in range(landed)]
+        waiting = waiting[landed:]
+        taken = first_id + landed
+        tail = yield from _read_tail(session_id, agent_id, taken)
         # First retry: right after the tail, which keeps the order of writers taking turns. If
         # that loses too, a writer still inserting optimistically is racing for tail + 1 and wins
         # every time; skip a growing gap so it meets our id later and moves to the counter as well.
         gap = 0 if attempt == 0 else min(2**attempt, 64)
-        message_id = yield from _allocate(session_id, agent_id, floor=tail + gap)
+        first_id = yield from _allocate(session_id, agent_id, floor=tail + gap, count=len(waiting))
     raise ConcurrentWriteError(
         f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
         f"no free message id after {MAX_ID_ATTEMPTS} attempts"
     )
+
+
+def _check_lease(session_id: str, agent_id: str, owner: str) -> Flow[None]:
+    """After a take failed on ``_id``: raise :class:`LeaseHeld` unless the lease is free now."""
+    path = schema.lease_path(agent_id)
+    document = yield ask(FindOne("sessions", {"_id": session_id}, {path: 1}), "read turn lease")
+    held = ((document or {}).get("leases") or {}).get(agent_id)
+    if held and held.get("owner") != owner and held.get("until") is not None:
+        until = held["until"]
+        until = until if until.tzinfo else until.replace(tzinfo=schema.utcnow().tzinfo)
+        if until >= schema.utcnow():
+            raise LeaseHeld(until)
+
+
+def find_turn_flow(
+    session_id: str, agent_id: str, idempotency_key: str
+) -> Flow[tuple[SessionMessage, ...] | None]:
+    """The turn stored with ``idempotency_key``: its prompt and the messages up to the next prompt."""
+    documents = yield ask(
+        Find("messages", schema.turn_key_filter(session_id, agent_id, idempotency_key), limit=1),
+        "find stored turn",
+    )
+    if not documents:
+        return None
+    prompt = schema.message_from_document(documents[0])
+    following = yield ask(
+        Find(
+            "messages",
+            schema.message_window_filter(session_id, agent_id, prompt.message_id + 1),
+            sort=schema.MESSAGE_SORT,
+            limit=64,
+        ),
+        "find stored turn",
+    )
+    turn = [prompt]
+    for document in following:
+        record = schema.message_from_document(document)
+        if document.get("idempotency_key") is not None or _is_prompt(record.message):
+            break
+        turn.append(record)
+    return tuple(turn)
+
+
+def _is_prompt(message: Mapping[str, Any]) -> bool:
+    content = message.get("content") or []
+    return message.get("role") == "user" and not any("toolResult" in block for block in content)
 
 
 def _read_tail(session_id: str, agent_id: str, from_message_id: int) -> Flow[int]:
@@ -316,13 +552,12 @@ def _read_tail(session_id: str, agent_id: str, from_message_id: int) -> Flow[int
     return int(max((document["message_id"] for document in documents), default=from_message_id))
 
 
-def _allocate(session_id: str, agent_id: str, floor: int) -> Flow[int]:
-    """The next free message id above ``floor`` (one atomic update of the session document)."""
+def _allocate(session_id: str, agent_id: str, floor: int, count: int = 1) -> Flow[int]:
+    """The first of ``count`` free message ids above ``floor`` (one atomic update of the session)."""
     projection = {schema.agent_path(agent_id, "next_message_id"): 1}
+    update = schema.allocate_message_id_update(agent_id, floor, count)
     document = yield ask(
-        FindAndUpdate(
-            "sessions", {"_id": session_id}, schema.allocate_message_id_update(agent_id, floor), projection
-        ),
+        FindAndUpdate("sessions", {"_id": session_id}, update, projection),
         "allocate message id",
     )
     if document is None:  # SecantusDB may answer None under contention: read it back
@@ -337,7 +572,7 @@ def _allocate(session_id: str, agent_id: str, floor: int) -> Flow[int]:
         floor,
         agent["next_message_id"],
     )
-    return int(agent["next_message_id"])
+    return int(agent["next_message_id"]) - count + 1
 
 
 @dataclass(frozen=True)
@@ -359,7 +594,7 @@ def load_flow(
     the offset counts messages, not ids, and a second read skips them instead.
     """
     if agent_id is None:
-        document = yield ask(FindOne("sessions", {"_id": session_id}), "read session")
+        document = yield ask(FindOne("sessions", schema.live_session_filter(session_id)), "read session")
         return None if document is None else SessionSnapshot(document)
     found = None
     if join:
@@ -378,6 +613,9 @@ def load_flow(
         if document is None:
             return None
         window_documents = None
+    if schema.is_expired(document):
+        yield from purge_expired_flow(document)
+        return None
     agent = (document.get("agents") or {}).get(agent_id)
     if agent is None:
         return SessionSnapshot(document, agent_id)
@@ -391,10 +629,40 @@ def load_flow(
     )
 
 
+def purge_expired_flow(document: Mapping[str, Any]) -> Flow[None]:
+    """Delete an expired session a reader came across, so its id can start afresh at once.
+
+    The TTL monitor would delete it within about a minute; until then nothing reads it. The
+    session goes first, matched as it was read (a session renewed meanwhile stays), then the
+    messages that expire with it (never those of a new session under the same id).
+    """
+    deleted = yield ask(
+        Delete("sessions", schema.expired_session_filter(document), many=False), "expire session"
+    )
+    if deleted:
+        yield ask(Delete("messages", schema.expired_messages_filter(document)), "expire session")
+
+
 def list_messages_flow(
-    session_id: str, agent_id: str, limit: int | None, offset: int, contiguous: bool
+    session_id: str,
+    agent_id: str,
+    limit: int | None,
+    offset: int,
+    contiguous: bool,
+    *,
+    check_session: bool = False,
 ) -> Flow[list[SessionMessage]]:
-    """Messages in order, skipping ``offset``: an id range when ids are contiguous, else a skip."""
+    """Messages in order, skipping ``offset``: an id range when ids are contiguous, else a skip.
+
+    ``check_session``: first make sure the session exists and has not expired; messages of a
+    missing or expired session are never returned (the TTL monitor deletes them later).
+    """
+    if check_session:
+        live = yield ask(
+            FindOne("sessions", schema.live_session_filter(session_id), {"_id": 1}), "list messages"
+        )
+        if live is None:
+            return []
     if contiguous:
         query, skip = schema.message_window_filter(session_id, agent_id, offset), 0
     else:

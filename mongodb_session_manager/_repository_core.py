@@ -9,14 +9,16 @@ the same input, raise the same errors and write the same documents by constructi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import DuplicateKey
+from ._lifecycle import erase_user_flow, prune_flow, validate_older_than
 from ._plans import (
     Count,
     Delete,
@@ -29,13 +31,23 @@ from ._plans import (
     SessionWrite,
     Update,
     ask,
+    batch_write_flow,
+    find_turn_flow,
     list_messages_flow,
     load_flow,
     write_flow,
 )
-from ._validation import validate_agent_id, validate_message_id, validate_session_id
+from ._storable import check_metadata, check_storable
+from ._validation import (
+    validate_agent_id,
+    validate_idempotency_key,
+    validate_message_id,
+    validate_session_id,
+    validate_user_id,
+)
 from .config import StoreConfig
 from .errors import InvalidSessionInputError, SessionNotFoundError
+from .lifecycle import ErasureReceipt, PruneReport
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -70,9 +82,14 @@ class RepositoryCore:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    def _create_session(self, session: Session, metadata: Mapping[str, Any] | None) -> Flow[Session]:
+    def _create_session(
+        self, session: Session, metadata: Mapping[str, Any] | None, user_id: str | None = None
+    ) -> Flow[Session]:
         validate_session_id(session.session_id)
-        document = schema.session_document(session, metadata=metadata)
+        check_metadata(metadata)
+        if user_id is not None:
+            validate_user_id(user_id)
+        document = schema.session_document(session, metadata=metadata, user_id=user_id)
 
         def flow() -> Flow[Session]:
             yield from _ensure_indexes()
@@ -98,8 +115,26 @@ class RepositoryCore:
         validate_session_id(session_id)
 
         def flow() -> Flow[Document | None]:
-            document: Document | None = yield ask(FindOne("sessions", {"_id": session_id}), "read session")
+            document: Document | None = yield ask(
+                FindOne("sessions", schema.live_session_filter(session_id)), "read session"
+            )
             return document
+
+        return flow()
+
+    def _claim_user(self, session_id: str, user_id: str) -> Flow[str | None]:
+        validate_session_id(session_id)
+        validate_user_id(user_id)
+
+        def flow() -> Flow[str | None]:
+            yield ask(
+                Update(
+                    "sessions", schema.unclaimed_session_filter(session_id), schema.claim_user_update(user_id)
+                ),
+                "assign user",
+            )
+            document = yield ask(FindOne("sessions", {"_id": session_id}, {"user_id": 1}), "assign user")
+            return None if document is None else document.get("user_id")
 
         return flow()
 
@@ -138,6 +173,7 @@ class RepositoryCore:
         metadata: Mapping[str, Any] | None,
     ) -> Flow[list[dict[str, Any]]]:
         query = schema.session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
+        query = schema.live(query)
         skip, limit = schema.page(skip, limit)
 
         def flow() -> Flow[list[dict[str, Any]]]:
@@ -149,18 +185,69 @@ class RepositoryCore:
 
         return flow()
 
+    def _prune(
+        self, older_than: timedelta, user_id: str | None, dry_run: bool, archive_to: str | Path | None
+    ) -> Flow[PruneReport]:
+        validate_older_than(older_than)
+        if user_id is not None:
+            validate_user_id(user_id)
+        if not isinstance(dry_run, bool):
+            raise InvalidSessionInputError(f"dry_run must be a bool, got {dry_run!r}")
+        directory = None if archive_to is None else Path(archive_to)
+        if directory is not None and directory.exists() and not directory.is_dir():
+            raise InvalidSessionInputError(f"archive_to must be a directory: {directory}")
+        return prune_flow(schema.utcnow() - older_than, user_id, dry_run=dry_run, archive_to=directory)
+
+    def _erase_user(self, user_id: str, key_vault_namespace: str) -> Flow[ErasureReceipt]:
+        database, _, collection = str(key_vault_namespace).partition(".")
+        if not database or not collection:
+            raise InvalidSessionInputError(
+                f"key_vault_namespace must be 'database.collection', got {key_vault_namespace!r}"
+            )
+        return erase_user_flow(validate_user_id(user_id), key_vault_namespace)
+
+    def _page_sessions(
+        self,
+        user_id: str | None,
+        limit: int,
+        after: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        agent_id: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Flow[schema.SessionPage]:
+        """A keyset page: ``limit + 1`` sessions from where the cursor ended, newest first."""
+        _, limit = schema.page(0, limit)
+        cursor = None if after is None else schema.PageCursor.decode(after)
+        query = schema.session_page_filter(
+            user_id=user_id, after=cursor, since=since, until=until, agent_id=agent_id, metadata=metadata
+        )
+
+        def flow() -> Flow[schema.SessionPage]:
+            documents = yield ask(
+                Find("sessions", query, sort=schema.SESSION_PAGE_SORT, limit=limit + 1), "page sessions"
+            )
+            return schema.SessionPage(
+                [schema.session_summary(document) for document in documents[:limit]],
+                schema.next_page_cursor(documents, cursor, limit),
+            )
+
+        return flow()
+
     # --- agents -----------------------------------------------------------------------------
 
     def _create_agent(self, session_id: str, session_agent: SessionAgent) -> Flow[None]:
         validate_session_id(session_id)
         agent_id = validate_agent_id(session_agent.agent_id)
+        entry = schema.agent_document(session_agent)
+        check_storable(entry, "agent")
 
         def flow() -> Flow[None]:
             matched = yield ask(
                 Update(
                     "sessions",
                     schema.create_agent_filter(session_id, agent_id),
-                    schema.create_agent_update(agent_id, schema.agent_document(session_agent)),
+                    schema.create_agent_update(agent_id, entry),
                 ),
                 "create agent",
             )
@@ -190,6 +277,11 @@ class RepositoryCore:
         validate_message_id(message_id)
 
         def flow() -> Flow[SessionMessage | None]:
+            live = yield ask(
+                FindOne("sessions", schema.live_session_filter(session_id), {"_id": 1}), "read message"
+            )
+            if live is None:
+                return None
             document = yield ask(
                 FindOne("messages", schema.message_filter(session_id, agent_id, message_id)), "read message"
             )
@@ -197,17 +289,25 @@ class RepositoryCore:
 
         return flow()
 
-    def _update_message(self, session_id: str, agent_id: str, session_message: SessionMessage) -> Flow[None]:
+    def _update_message(
+        self,
+        session_id: str,
+        agent_id: str,
+        session_message: SessionMessage,
+        mask: Sequence[Callable[[str], str]] = (),
+        seal: Callable[[Any], Any] | None = None,
+    ) -> Flow[None]:
         validate_session_id(session_id)
         validate_agent_id(agent_id)
         validate_message_id(session_message.message_id)
+        _check_message(session_message)
 
         def flow() -> Flow[None]:
             matched = yield ask(
                 Update(
                     "messages",
                     schema.message_filter(session_id, agent_id, session_message.message_id),
-                    schema.update_message_update(session_message),
+                    schema.update_message_update(session_message, mask, seal),
                 ),
                 "update message",
             )
@@ -226,7 +326,7 @@ class RepositoryCore:
         validate_agent_id(agent_id)
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise InvalidSessionInputError(f"offset must be a non-negative int, got {offset!r}")
-        return list_messages_flow(session_id, agent_id, limit, offset, contiguous)
+        return list_messages_flow(session_id, agent_id, limit, offset, contiguous, check_session=True)
 
     # --- the hot path -----------------------------------------------------------------------
 
@@ -242,9 +342,43 @@ class RepositoryCore:
         validate_agent_id(agent_id)
         if message is not None:
             validate_message_id(message.session_message.message_id)
+            _check_message(message.session_message)
+            if message.event_loop_metrics is not None:
+                check_storable(message.event_loop_metrics, "event_loop_metrics")
         if write is not None and write.agent_id != agent_id:
             raise InvalidSessionInputError("a session write belongs to the agent it is written for")
+        if write is not None:
+            _check_session_write(write)
         return write_flow(session_id, agent_id, message, write, allocate_first=allocate_first)
+
+    def _append(
+        self,
+        session_id: str,
+        agent_id: str,
+        messages: Sequence[MessageWrite],
+        write: SessionWrite | None,
+        allocate_first: bool,
+    ) -> Flow[list[int]]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
+        for message in messages:
+            validate_message_id(message.session_message.message_id)
+            _check_message(message.session_message)
+            if message.event_loop_metrics is not None:
+                check_storable(message.event_loop_metrics, "event_loop_metrics")
+        if write is not None and write.agent_id != agent_id:
+            raise InvalidSessionInputError("a session write belongs to the agent it is written for")
+        if write is not None:
+            _check_session_write(write)
+        return batch_write_flow(session_id, agent_id, messages, write, allocate_first=allocate_first)
+
+    def _find_turn(
+        self, session_id: str, agent_id: str, idempotency_key: str
+    ) -> Flow[tuple[SessionMessage, ...] | None]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
+        validate_idempotency_key(idempotency_key)
+        return find_turn_flow(session_id, agent_id, idempotency_key)
 
     def _write_message(
         self,
@@ -312,7 +446,9 @@ class RepositoryCore:
     def _write_multi_agent(self, session_id: str, multi_agent: MultiAgentBase, *, create: bool) -> Flow[None]:
         validate_session_id(session_id)
         validate_agent_id(multi_agent.id)
-        update = schema.multi_agent_update(multi_agent.id, multi_agent.serialize_state(), create=create)
+        state = multi_agent.serialize_state()
+        check_storable(state, "multi_agent_state")
+        update = schema.multi_agent_update(multi_agent.id, state, create=create)
 
         def flow() -> Flow[None]:
             matched = yield ask(Update("sessions", {"_id": session_id}, update), "write multi-agent state")
@@ -320,6 +456,24 @@ class RepositoryCore:
                 raise _not_found(session_id)
 
         return flow()
+
+
+def _check_message(session_message: SessionMessage) -> None:
+    """A message and its redacted form must round-trip through BSON (see :mod:`._storable`)."""
+    check_storable(session_message.message, "message")
+    if session_message.redact_message is not None:
+        check_storable(session_message.redact_message, "redact_message")
+
+
+def _check_session_write(write: SessionWrite) -> None:
+    """What a write puts in the session document: agent state, metrics, a new session and agent."""
+    if write.agent:
+        check_storable(write.agent, "agent")
+    if write.turn_record is not None:
+        check_storable(write.turn_record[1], "event_loop_metrics")
+    if write.create is not None:
+        check_metadata(write.create.session.get("metadata"))
+        check_storable(write.create.agent, "agent")
 
 
 def _ensure_indexes() -> Flow[None]:

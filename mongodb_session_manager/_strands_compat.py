@@ -122,3 +122,23 @@ def resume_interrupt(agent: LocalAgent, messages: Sequence[Message] | None) -> N
     content = [block for message in messages for block in message.get("content", [])]
     if content and all("interruptResponse" in block for block in content):
         interrupt_state.resume(cast(Any, content))
+
+
+def interrupt_pending(agent: LocalAgent) -> bool:
+    """True while the agent waits for interrupt responses (its open ``toolUse`` is not a fault)."""
+    return is_full_agent(agent) and bool(cast(Agent, agent)._interrupt_state.activated)
+
+
+def unwrap(error: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+    """``error`` itself or the ``kind`` error Strands wrapped in it (``EventLoopException``), or None.
+
+    Strands' event loop re-raises what a hook raised inside ``EventLoopException``; the manager
+    gives callers its own error back (one error type for an outage, wherever it happened).
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or getattr(error, "original_exception", None) or error.__context__
+    return None

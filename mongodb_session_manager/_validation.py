@@ -29,11 +29,31 @@ def validate_agent_id(agent_id: Any) -> str:
     return valid
 
 
+def validate_user_id(user_id: Any) -> str:
+    """User ids follow the session id rules; they are stored in a top-level, indexed field."""
+    valid = _validate_id(user_id, "user_id")
+    if valid.startswith("$"):
+        raise InvalidSessionInputError(f"user_id must not start with '$': {valid!r}")
+    return valid
+
+
 def validate_message_id(message_id: Any) -> int:
     """Message ids are non-negative integers."""
     if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 0:
         raise InvalidSessionInputError(f"message_id must be a non-negative int, got {message_id!r}")
     return message_id
+
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
+
+
+def validate_idempotency_key(key: Any) -> str:
+    """An idempotency key: a non-empty ``str`` of at most 256 characters."""
+    if not isinstance(key, str) or not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidSessionInputError(
+            f"idempotency_key must be a non-empty str of at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+        )
+    return key
 
 
 def validate_metadata_filter(metadata: Any) -> dict[str, Any]:

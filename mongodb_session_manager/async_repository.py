@@ -11,21 +11,27 @@ is made lazily, on first use: constructing the repository at import time is fine
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pymongo
 from pymongo import AsyncMongoClient, ReturnDocument
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
+from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteKeys,
+    DeleteOp,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -39,12 +45,15 @@ from ._plans import (
     SessionWrite,
     Step,
     Update,
+    WriteArchive,
     client_models,
     drive_async,
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
-from .pool import DRIVER_INFO
+from .encryption import DEFAULT_KEY_VAULT_NAMESPACE
+from .lifecycle import ErasureReceipt, PruneReport
+from .pool import CLOSE_TIMEOUT, DRIVER_INFO
 
 if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
@@ -103,6 +112,10 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     def messages_collection(self) -> Any:
         return self.database[self.names.messages]
 
+    @property
+    def rollups_collection(self) -> Any:
+        return self.database[self.names.rollups]
+
     # --- set-up -----------------------------------------------------------------------------
 
     async def ensure_indexes(self) -> None:
@@ -113,13 +126,15 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         with translate_driver_errors("create indexes"):
             await self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
             await self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+            await self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
         mark_indexes_ready(*where)
 
     async def close(self) -> None:
         """Close the client if this repository created it; a client passed in stays open."""
         if not self.config.borrowed and self._client is not None:
             client, self._client = self._client, None
-            await client.close()
+            with pymongo.timeout(CLOSE_TIMEOUT):  # ending sessions must not wait for a server gone
+                await client.close()
 
     async def __aenter__(self) -> AsyncMongoDBSessionRepository:
         return self
@@ -131,10 +146,14 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
 
     async def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session document; creating an existing session is a no-op (race-free)."""
-        return await self._drive(self._create_session(session, kwargs.get("metadata")))
+        return await self._drive(self._create_session(session, kwargs.get("metadata"), kwargs.get("user_id")))
 
     async def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         return await self._drive(self._read_session(session_id))
+
+    async def claim_user(self, session_id: str, user_id: str) -> str | None:
+        """Give a session stored without a user to ``user_id``; returns the user it belongs to now."""
+        return await self._drive(self._claim_user(session_id, user_id))
 
     async def load_session_document(self, session_id: str) -> Document | None:
         """The whole session document (small and bounded by design), or None."""
@@ -160,6 +179,52 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     ) -> list[dict[str, Any]]:
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
         return await self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
+
+    # --- data lifecycle ---------------------------------------------------------------------
+
+    async def prune(
+        self,
+        older_than: timedelta,
+        *,
+        user_id: str | None = None,
+        dry_run: bool = False,
+        archive_to: str | Path | None = None,
+    ) -> PruneReport:
+        """Delete whole sessions idle for longer than ``older_than`` (of one user, when given).
+
+        ``archive_to``: a directory; each session is written there first, as a ``sessions
+        export`` file, and deleted only once its file is complete on disk. ``dry_run``: report,
+        delete nothing.
+        """
+        return await self._drive(self._prune(older_than, user_id, dry_run, archive_to))
+
+    async def erase_user(
+        self, user_id: str, *, key_vault_namespace: str = DEFAULT_KEY_VAULT_NAMESPACE
+    ) -> ErasureReceipt:
+        """Delete every session of ``user_id``, all their messages and the user's data keys.
+
+        The receipt counts what was removed. The keys are looked for in ``key_vault_namespace``
+        on this repository's client (see :mod:`.encryption`).
+        """
+        return await self._drive(self._erase_user(user_id, key_vault_namespace))
+
+    async def page_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> schema.SessionPage:
+        """A page of ``user_id``'s sessions, most recently active first; pass ``next_cursor`` on.
+
+        Keyset-paged over the ``{user_id: 1, updated_at: -1}`` index, so page 200 costs what page 1
+        does (``list_sessions``' ``skip`` reads every skipped session).
+        """
+        return await self._drive(self._page_sessions(user_id, limit, after, since, until, agent_id, metadata))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -187,7 +252,11 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     async def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        await self._drive(self._update_message(session_id, agent_id, session_message))
+        await self._drive(
+            self._update_message(
+                session_id, agent_id, session_message, kwargs.get("mask", ()), kwargs.get("seal")
+            )
+        )
 
     async def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -195,6 +264,12 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """Messages in order, skipping ``offset`` (``contiguous=True``: an id range, see the sync twin)."""
         contiguous = bool(kwargs.get("contiguous"))
         return await self._drive(self._list_messages(session_id, agent_id, limit, offset, contiguous))
+
+    async def find_turn(
+        self, session_id: str, agent_id: str, idempotency_key: str
+    ) -> tuple[SessionMessage, ...] | None:
+        """The turn a prompt stored with ``idempotency_key`` started: the prompt, then its replies."""
+        return await self._drive(self._find_turn(session_id, agent_id, idempotency_key))
 
     # --- the hot path -------------------------------------------------------------------------
 
@@ -209,6 +284,18 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     ) -> int | None:
         """One message and/or one change of the session document, in one round trip."""
         return await self._drive(self._write(session_id, agent_id, message, session, allocate_first))
+
+    async def append(
+        self,
+        session_id: str,
+        agent_id: str,
+        messages: Sequence[MessageWrite],
+        session: SessionWrite | None = None,
+        *,
+        allocate_first: bool = False,
+    ) -> list[int]:
+        """Several messages (and one change of the session document) in one round trip; their ids."""
+        return await self._drive(self._append(session_id, agent_id, messages, session, allocate_first))
 
     async def write_message(
         self,
@@ -269,7 +356,17 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             return await self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return await self.ensure_indexes()
-        collection = self.collection if request.target == "sessions" else self.messages_collection
+        if isinstance(request, DeleteKeys):
+            vault_database, _, vault_collection = request.namespace.partition(".")
+            vault = self.client[vault_database][vault_collection]
+            with translate_driver_errors(step.operation):
+                deleted = await vault.delete_many({"keyAltNames": {"$in": list(request.key_alt_names)}})
+            return deleted.deleted_count
+        if isinstance(request, WriteArchive):  # local disk: never on the event loop's thread
+            return await asyncio.to_thread(
+                write_archive, request.directory, request.session, request.messages
+            )
+        collection = self._collection_for(request.target)
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):
                 return await collection.find_one(request.filter, request.projection)
@@ -319,13 +416,22 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             except ClientBulkWriteUnsupported:
                 self._bulk_supported = False
         for index, op in enumerate(plan.ops):
-            collection = self.collection if op.target == "sessions" else self.messages_collection
+            collection = self._collection_for(op.target)
             try:
                 with translate_driver_errors(operation):
                     if isinstance(op, InsertOp):
                         await collection.insert_one(op.document)
+                    elif isinstance(op, DeleteOp):
+                        await collection.delete_many(op.filter)
+                    elif op.many:
+                        await collection.update_many(op.filter, op.update, upsert=op.upsert)
                     else:
                         await collection.update_one(op.filter, op.update, upsert=op.upsert)
             except DuplicateKey:
                 return index
         return None
+
+    def _collection_for(self, target: str) -> Any:
+        if target == "rollups":
+            return self.rollups_collection
+        return self.collection if target == "sessions" else self.messages_collection

@@ -6,6 +6,7 @@ The tree is shaped by what a caller does next::
     └── MongoDBSessionError               root of this package: anything else went wrong
         ├── StoreUnavailableError         server unreachable or timed out: retry later
         ├── SessionBusyError              another writer holds the session: retry later (HTTP 409)
+        ├── TurnAlreadyStoredError        a retried request's turn is stored: answer with its reply
         ├── SessionNotFoundError          the session (or agent) does not exist (also a LookupError)
         ├── SessionDecryptionError        the session's encryption key is gone: its content is lost
         ├── InvalidSessionInputError      bad ids or arguments (also a ValueError): fix the call
@@ -21,6 +22,8 @@ repositories needs to import ``pymongo.errors``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from strands.types.exceptions import SessionException
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "SessionDecryptionError",
     "SessionNotFoundError",
     "StoreUnavailableError",
+    "TurnAlreadyStoredError",
 ]
 
 
@@ -48,6 +52,32 @@ class StoreUnavailableError(MongoDBSessionError):
 
 class SessionBusyError(MongoDBSessionError):
     """Another writer is working on this session right now; retry once its turn is over."""
+
+
+class TurnAlreadyStoredError(MongoDBSessionError):
+    """A request with this idempotency key already ran: its turn is stored, it is not run again.
+
+    ``prompt_message_id``: the stored prompt; ``reply``: the turn's last assistant message (None
+    while that turn is still running); ``reply_text``: its text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        idempotency_key: str,
+        prompt_message_id: int,
+        reply: dict[str, Any] | None,
+    ) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+        self.prompt_message_id = prompt_message_id
+        self.reply = reply
+
+    @property
+    def reply_text(self) -> str:
+        content = (self.reply or {}).get("content") or []
+        return "".join(block["text"] for block in content if isinstance(block.get("text"), str))
 
 
 class SessionNotFoundError(MongoDBSessionError, LookupError):

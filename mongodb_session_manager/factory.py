@@ -7,17 +7,23 @@ session manager per request. ``initialize_global_factory`` / ``get_global_factor
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, cast
 
 from . import schema
-from ._io import run_io
+from ._io import on_loop_thread, run_io
+from ._lifecycle import Lifecycle
 from ._redact import redact_uri
 from .config import StoreConfig
+from .encryption import ContentEncryption
 from .errors import ConfigurationError, FactoryNotInitializedError
 from .manager import MongoDBSessionManager
-from .pool import new_client
+from .pool import close_client, new_client
 from .repository import MongoDBSessionRepository
 
 __all__ = [
@@ -30,6 +36,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+CLOSE_WAIT = 10.0  # seconds a closing factory waits for its managers' handed-off writes
+
+
 class MongoDBSessionManagerFactory:
     """Builds session managers that share one client and one repository."""
 
@@ -40,9 +49,28 @@ class MongoDBSessionManagerFactory:
         collection_name: str = schema.DEFAULT_COLLECTION_NAME,
         *,
         client: Any = None,
+        expire_after: timedelta | None = None,
+        keep_last_messages: int | None = None,
+        mask: Sequence[Callable[[str], str]] | None = None,
+        encryption: ContentEncryption | None = None,
+        turn_lock: bool | None = None,
+        lease_ttl: timedelta | float | None = None,
+        turn_wait: timedelta | float | None = None,
         **client_options: Any,
     ) -> None:
         self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
+        turns = {"turn_lock": turn_lock, "lease_ttl": lease_ttl, "turn_wait": turn_wait}
+        # Lifecycle defaults of every manager handed out (each can override them per session).
+        lifecycle = {
+            "expire_after": expire_after,
+            "keep_last_messages": keep_last_messages,
+            "mask": mask,
+            "encryption": encryption,
+        }
+        Lifecycle.build(**lifecycle)
+        self._manager_defaults = {
+            name: value for name, value in {**lifecycle, **turns}.items() if value is not None
+        }
         self._connection_string = connection_string
         self._owns_client = not self.config.borrowed
         if client is None:
@@ -51,6 +79,7 @@ class MongoDBSessionManagerFactory:
             database_name=database_name, collection_name=collection_name, client=client
         )
         self._closed = False
+        self._managers: weakref.WeakSet[MongoDBSessionManager] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         where = redact_uri(self._connection_string) if self._connection_string else "client"
@@ -63,11 +92,17 @@ class MongoDBSessionManagerFactory:
     def create_session_manager(self, session_id: str, **overrides: Any) -> MongoDBSessionManager:
         """A manager for ``session_id``; ``overrides`` are :class:`MongoDBSessionManager` options.
 
-        ``database_name``/``collection_name`` overrides get their own repository on the same client.
+        ``database_name``/``collection_name`` overrides get their own repository on the same client;
+        ``user_id``, ``expire_after``, ``keep_last_messages``, ``mask`` and ``encryption`` apply to
+        this session (the last four default to the factory's).
         """
         self._ensure_open()
         repository = self._repository_for(overrides)
-        return MongoDBSessionManager(session_id, repository=repository, **overrides)
+        manager = MongoDBSessionManager(
+            session_id, repository=repository, **{**self._manager_defaults, **overrides}
+        )
+        self._managers.add(manager)
+        return manager
 
     async def acreate_session_manager(
         self, session_id: str, *, agent_id: str | None = None, **overrides: Any
@@ -86,12 +121,33 @@ class MongoDBSessionManagerFactory:
         self.repository.ensure_indexes()
 
     def close(self) -> None:
-        """Close the client if it came from this factory's connection string."""
+        """Close the client if it came from this factory's connection string.
+
+        Writes its managers handed to the I/O threads (appends, a ``close()`` on the loop) are
+        waited for first, at most ``CLOSE_WAIT`` seconds. On an event loop's thread that wait and
+        the close happen on a helper thread, so the loop never waits on the network.
+        """
         if self._closed:
             return
         self._closed = True
+        pending = [future for manager in list(self._managers) for future in manager.pending_writes()]
+        if on_loop_thread():
+            threading.Thread(target=self._finish, args=(pending,), name="msm-factory-close").start()
+        else:
+            self._finish(pending)
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaited: returns once the handed-off writes are stored and the client closed."""
+        if self._closed:
+            return
+        self._closed = True
+        pending = [future for manager in list(self._managers) for future in manager.pending_writes()]
+        await run_io(self._finish, pending)
+
+    def _finish(self, pending: list[concurrent.futures.Future[Any]]) -> None:
+        concurrent.futures.wait(pending, timeout=CLOSE_WAIT)
         if self._owns_client:
-            self.repository.client.close()
+            close_client(self.repository.client)
 
     def _repository_for(self, overrides: dict[str, Any]) -> MongoDBSessionRepository:
         database_name = overrides.pop("database_name", self.repository.database.name)

@@ -21,8 +21,10 @@ import asyncio
 import copy
 import logging
 import sys
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -41,12 +43,21 @@ from strands.session.session_manager import SessionManager
 from strands.types.content import Message
 from strands.types.session import Session, SessionMessage, SessionType
 
+from . import _repair, schema
 from . import _strands_compat as compat
-from . import schema
 from ._io import Lane, on_loop_thread
-from ._plans import MessageWrite, NewAgent, SessionSnapshot, SessionWrite
-from ._validation import validate_agent_id, validate_session_id
-from .errors import ConfigurationError, InvalidSessionInputError, MongoDBSessionError
+from ._lifecycle import Lifecycle, check_user
+from ._plans import Lease, LeaseHeld, MessageWrite, NewAgent, SessionSnapshot, SessionWrite, StaleWindow
+from ._storable import check_metadata
+from ._validation import validate_agent_id, validate_idempotency_key, validate_session_id
+from .encryption import ContentEncryption
+from .errors import (
+    ConfigurationError,
+    InvalidSessionInputError,
+    MongoDBSessionError,
+    SessionBusyError,
+    TurnAlreadyStoredError,
+)
 from .metrics.capture import TurnStatus, TurnTracker, has_tool_use, message_text
 from .repository import MongoDBSessionRepository
 
@@ -56,9 +67,20 @@ if TYPE_CHECKING:
     from strands.multiagent.base import MultiAgentBase
     from strands.types.agent import LocalAgent
 
-__all__ = ["MongoDBSessionManager", "create_mongodb_session_manager", "normalise_message"]
+__all__ = [
+    "IDEMPOTENCY_KEY",
+    "MongoDBSessionManager",
+    "create_mongodb_session_manager",
+    "normalise_message",
+]
 
 logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY = "idempotency_key"
+"""Where a request's idempotency key goes: ``stream_async(p, invocation_state={IDEMPOTENCY_KEY: k})``."""
+
+DEFAULT_LEASE_TTL = timedelta(seconds=60)
+DEFAULT_TURN_WAIT = timedelta(seconds=30)
 
 
 @dataclass(eq=False)
@@ -72,12 +94,24 @@ class _Slot:
     latest_message_id: int | None = None
     contended: bool = False  # another writer shares this agent: ids come from the counter
     written: dict[str, Any] | None = None  # the agent state as last written (or restored)
-    unsaved: list[Message] = field(default_factory=list)  # in agent.messages, not stored yet
-    pending: list[Message] = field(default_factory=list)  # appended by hand, not stored yet
+    # In agent.messages, not stored yet: a new agent's initial messages, repairs, manual appends.
+    unsaved: list[Message] = field(default_factory=list)
+    pending: list[Message] = field(default_factory=list)  # appended by hand before the restore
     records: list[SessionMessage] = field(default_factory=list)  # the stored messages still held
     turn: TurnTracker | None = None
     turn_start: int | None = None
+    turn_key: str | None = None  # the invocation's idempotency key, stored with its prompt
     last_turn_metrics: dict[str, Any] | None = None
+    # The turn lease (one writer per session and agent): this manager's token for the agent.
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    lease_wanted: bool = False  # the turn's next write takes the lease
+    leased: bool = False  # the lease is ours (taken, not yet released)
+    lease_contended: bool = False  # another writer held it when we restored: take it before anything
+    renewer: asyncio.Task[None] | None = None
+    store_error: BaseException | None = None  # the turn's failed write: no further write this turn
+    needs_repair: str | None = None  # why the tail must be closed before the next turn
+    manual_tail: Message | None = None  # the last hand-appended message, while it ends agent.messages
+    placeholder: Message | None = None  # the incomplete reply a repair stored for this turn
 
 
 @dataclass
@@ -91,6 +125,9 @@ class _Job:
     turn: TurnTracker | None = None  # the turn this message belongs to (learns the stored id)
     turn_record: dict[str, Any] | None = None  # metrics for the turn's last stored message
     incomplete_reason: str | None = None
+    idempotency_key: str | None = None
+    release: bool = False  # the turn's last write: give the lease back
+    batch: list[Message] | None = None  # several messages in one write (instead of ``message``)
 
 
 class MongoDBSessionManager(SessionManager["LocalAgent"]):
@@ -98,8 +135,20 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     Build it from a ``connection_string`` (a pooled, process-wide client), a ``client`` you own,
     or a ``repository`` shared with other managers (what the factory does). Extra keyword
-    arguments are pymongo client options (``maxPoolSize=100``, ``serverSelectionTimeoutMS=...``).
-    Construction does no I/O.
+    arguments are pymongo client options (``maxPoolSize=100``, ``serverSelectionTimeoutMS=...``,
+    ``w="majority"``, ``journal=True``). Construction does no I/O.
+
+    One writer per (session, agent): each turn holds a lease in the session document, taken by
+    the turn's first write and given back by its last (no extra round trip). A second request
+    on the same session waits up to ``turn_wait`` for it, then raises `SessionBusyError`; a
+    crashed writer's lease expires after ``lease_ttl`` (renewed while a long turn runs).
+    ``turn_lock=False`` turns the lease off.
+
+    Data lifecycle (docs/lifecycle.md): ``user_id`` ties the session to one user for good;
+    ``expire_after`` expires the session and its messages together after that long without
+    activity; ``keep_last_messages`` deletes messages that left the conversation manager's
+    window more than that many messages ago; ``mask`` functions rewrite text before it is
+    stored; ``encryption`` encrypts message content and agent state at rest.
     """
 
     def __init__(
@@ -112,9 +161,27 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         collection_name: str | None = None,
         repository: MongoDBSessionRepository | None = None,
         metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+        expire_after: timedelta | None = None,
+        keep_last_messages: int | None = None,
+        mask: Sequence[Callable[[str], str]] | None = None,
+        encryption: ContentEncryption | None = None,
+        turn_lock: bool = True,
+        lease_ttl: timedelta | float = DEFAULT_LEASE_TTL,
+        turn_wait: timedelta | float = DEFAULT_TURN_WAIT,
         **client_options: Any,
     ) -> None:
         self.session_id = validate_session_id(session_id)
+        self._lifecycle = Lifecycle.build(
+            user_id=user_id,
+            expire_after=expire_after,
+            keep_last_messages=keep_last_messages,
+            mask=mask,
+            encryption=encryption,
+        )
+        self._turn_lock = bool(turn_lock)
+        self._lease_ttl = _seconds("lease_ttl", lease_ttl, minimum=1.0)
+        self._turn_wait = _seconds("turn_wait", turn_wait, minimum=0.0)
         if repository is None:
             repository = MongoDBSessionRepository(
                 connection_string,
@@ -130,8 +197,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             if ignored:
                 raise ConfigurationError(f"{ignored} cannot apply to a repository you passed in")
         self.repository = repository
+        self._lifecycle.bind(repository.client)
         self._metadata = dict(metadata or {})
         schema.session_list_filter(metadata=self._metadata)  # refuse operator keys before any write
+        check_metadata(self._metadata)  # and what BSON cannot hold
         self._slots: dict[str, _Slot] = {}
         self._preloaded: dict[str, SessionSnapshot | None] = {}
         self._lane = Lane()  # multi-agent state
@@ -157,10 +226,23 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     async def _on_before_invocation(self, event: BeforeInvocationEvent) -> None:
         slot = self._slot(event.agent)
-        if not slot.restored or slot.unsaved:
-            # Manual appends stay pending: the prompt may be one of them (the guide's pattern).
-            await slot.lane.run(self._catch_up, slot, with_pending=False)
+        slot.store_error = None
+        slot.placeholder = None
+        key = (event.invocation_state or {}).get(IDEMPOTENCY_KEY)
+        slot.turn_key = None if key is None else validate_idempotency_key(key)
+        if slot.turn_key is not None:
+            await self._refuse_stored_turn(slot)
+        if not slot.restored or slot.pending:
+            await slot.lane.run(self._catch_up, slot)
             compat.resume_interrupt(slot.agent, event.messages)
+        slot.lease_wanted = self._turn_lock
+        if slot.lease_contended and self._turn_lock:
+            # Another writer's turn was running when we restored: wait for it, then read what it stored.
+            await self._in_turn(slot, self._take_lease_and_reload)
+        if slot.needs_repair is not None and not compat.interrupt_pending(slot.agent):
+            self._add_repairs(slot, slot.needs_repair)
+        if slot.unsaved:
+            await self._in_turn(slot, self._store_unsaved)
         slot.turn = TurnTracker.start(cast(Any, event.agent))
         slot.turn_start = len(event.agent.messages)
 
@@ -175,103 +257,351 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     async def _on_message_added(self, event: MessageAddedEvent) -> None:
         slot, message = self._slot(event.agent), event.message
-        if slot.pending and _same_message(slot.pending[0], message):
-            slot.pending.pop(0)  # the guide's manual append arrived first: this is that message
-        job = _Job(message=message, state=compat.agent_state(slot.agent), turn=slot.turn)
+        if self._is_manual_duplicate(slot, message):
+            # The guide's pattern: the prompt was appended (and stored) by hand before the turn.
+            manual, slot.manual_tail = slot.manual_tail, None
+            slot.agent.messages.pop()
+            if slot.turn is not None:
+                slot.turn.observe(message)
+                await slot.lane.run(self._adopt, slot, manual, slot.turn)
+            return
+        slot.manual_tail = None
+        opens_turn = slot.turn_start is not None and len(slot.agent.messages) == slot.turn_start + 1
+        key = slot.turn_key if opens_turn and message.get("role") == "user" else None
+        job = _Job(message=message, state=compat.agent_state(slot.agent), turn=slot.turn, idempotency_key=key)
         if slot.turn is not None:
             slot.turn.observe(message)
             if slot.turn.is_final(message):
                 job.event_loop_metrics, job.totals = slot.turn.finish("completed")
+                job.release = True
                 slot.last_turn_metrics = job.event_loop_metrics
-        await slot.lane.run(self._persist, slot, job)
+        await self._in_turn(slot, self._persist_after_unsaved, job)
 
     async def _on_after_invocation(self, event: AfterInvocationEvent) -> None:
         slot = self._slot(event.agent)
         turn, slot.turn = slot.turn, None
+        self._stop_renewer(slot)
+        in_flight = sys.exc_info()[1]  # Strands runs this hook in a `finally`: the turn's error, if any
+        if slot.store_error is not None:
+            # The store failed during the turn: nothing more is tried now (one wait for an
+            # unreachable server, not one per write); the caller gets our error, not Strands'
+            # wrapper of it.
+            # A write cut off by an outage may have landed or not: the store says which, so the
+            # agent is read again (and what was left open closed) before its next turn.
+            slot.restored = False
+            error = slot.store_error
+            if in_flight is not None and in_flight is not error and compat.unwrap(in_flight, type(error)):
+                raise error
+            return
         if turn is not None and turn.recorded:
-            # The final message already carried the turn's state and totals. What changed after it
-            # (the conversation manager trimming its window) rides along with the next write, or
-            # sync_agent()/close() stores it: a plain turn stays at two round trips.
+            # The final message carried the turn's state, totals and the lease's release. What
+            # changed after it (the conversation manager trimming its window) rides along with
+            # the next write, or sync_agent()/close() stores it: a plain turn stays at two round trips.
             self._prune_records(slot)
             return
-        job = _Job(state=compat.agent_state(slot.agent))
+        outcome = None
         if turn is not None:
             result = event.result
-            in_flight = sys.exc_info()[1]  # Strands runs this hook in a `finally`: the turn's error, if any
             if turn.error is None and in_flight is not None:
                 turn.error = in_flight
             status = _status_of(turn, None if result is None else str(result.stop_reason))
-            job.turn_record, job.totals = turn.finish(status)
-            job.turn = turn
-            slot.last_turn_metrics = job.turn_record
-        await slot.lane.run(self._persist, slot, job)
+            record, totals = turn.finish(status)
+            slot.last_turn_metrics = record
+            outcome = (turn, status, record, totals)
+        # Decided and written in the lane, after the writes the turn handed off: what to close
+        # depends on what they stored. Submitted before the first await, so a cancel that keeps
+        # cancelling every await (anyio's cancel scopes) cannot skip it.
+        future = slot.lane.submit(self._finish_turn, slot, outcome)
+        await asyncio.shield(asyncio.wrap_future(future))
         self._prune_records(slot)
+
+    def _finish_turn(
+        self, slot: _Slot, outcome: tuple[TurnTracker, TurnStatus, dict[str, Any], dict[str, int]] | None
+    ) -> None:
+        """End a turn that its final message did not end: close what it left open, record it, release."""
+        agent = slot.agent
+        jobs: list[_Job] = []
+        if outcome is not None:
+            turn, status, record, totals = outcome
+            if turn.last_message_id is None and slot.turn_start is not None:
+                del agent.messages[slot.turn_start :]  # nothing of this turn was stored: nor is it kept
+            stored_any = turn.last_message_id is not None
+            if stored_any and status in ("cancelled", "failed") and not compat.interrupt_pending(agent):
+                reason = _reason_of(status, turn.error)
+                for message in _repair.repair_messages(agent.messages, reason):
+                    agent.messages.append(message)
+                    jobs.append(_Job(message=message, turn=turn, incomplete_reason=reason))
+                if jobs:
+                    slot.placeholder = jobs[-1].message
+                    jobs[-1].event_loop_metrics, jobs[-1].totals = record, totals
+            if not jobs and stored_any:
+                jobs.append(_Job(turn_record=record, totals=totals, turn=turn))
+        if not jobs:
+            jobs.append(_Job())
+        jobs[-1].state = compat.agent_state(agent)
+        jobs[-1].release = True
+        for job in jobs:
+            self._persist(slot, job)
 
     async def _on_multi_agent_changed(
         self, event: AfterNodeCallEvent | AfterMultiAgentInvocationEvent
     ) -> None:
         await self._lane.run(self.repository.update_multi_agent, self.session_id, event.source)
 
+    # --- the turn lease -----------------------------------------------------------------------
+
+    async def _in_turn(self, slot: _Slot, write: Callable[..., None], *args: Any) -> None:
+        """Run a write of the turn in the agent's lane; wait (bounded) while another writer holds the lease.
+
+        When the lease is won after another writer stored a turn, the window is read again (and
+        the invocation's messages put after it) before the write is tried again, so this turn sees
+        its predecessors. A write that fails leaves memory as the store has it and ends the turn's
+        writes (``store_error``).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._turn_wait
+        delay = 0.01
+        while True:
+            try:
+                await slot.lane.run(write, slot, *args)
+                break
+            except LeaseHeld as held:
+                if loop.time() + delay > deadline:
+                    self._undo(slot, args)
+                    slot.lease_wanted = False
+                    raise SessionBusyError(
+                        f"session_id=<{self.session_id}> | agent_id=<{slot.agent.agent_id}> | "
+                        "another request is running a turn of this session "
+                        f"(its lease ends {held.until:%H:%M:%S} UTC)"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+            except StaleWindow:
+                try:
+                    await slot.lane.run(self._reload, slot)
+                except TurnAlreadyStoredError:
+                    self._undo(slot, args)  # a retry of this request ran while we waited
+                    raise
+            except MongoDBSessionError as error:
+                self._undo(slot, args)
+                slot.lease_wanted = slot.lease_wanted and slot.turn is not None
+                slot.store_error = error
+                raise
+        if slot.leased and slot.renewer is None and slot.turn is not None:
+            slot.renewer = loop.create_task(self._renew_lease(slot))
+
+    def _undo(self, slot: _Slot, args: tuple[Any, ...]) -> None:
+        """Take a message that could not be stored back out of ``agent.messages``."""
+        job = args[0] if args and isinstance(args[0], _Job) else None
+        if job is None or job.message is None:
+            return
+        messages = slot.agent.messages
+        for index in range(len(messages) - 1, -1, -1):
+            if messages[index] is job.message:
+                del messages[index]
+                return
+
+    def _take_lease_and_reload(self, slot: _Slot) -> None:
+        self._persist(slot, _Job())
+        self._reload(slot)
+        slot.lease_contended = False
+
+    def _reload(self, slot: _Slot) -> None:
+        """Read the window again after another writer's turn; keep this invocation's messages after it."""
+        agent = slot.agent
+        start = slot.turn_start if slot.turn_start is not None else len(agent.messages)
+        waiting = {id(message) for message in slot.unsaved}
+        ours = [message for message in agent.messages[start:] if id(message) not in waiting]
+        snapshot = self._load(agent.agent_id)
+        slot.restored = False
+        self._restore(slot, snapshot, reloading=True)
+        if slot.turn_start is not None:
+            slot.turn_start = len(agent.messages)
+        if slot.needs_repair is not None:
+            self._add_repairs(slot, slot.needs_repair)
+        agent.messages.extend(ours)
+        if slot.turn_key is not None:
+            self._refuse_stored_turn_sync(slot, slot.turn_key)
+
+    async def _renew_lease(self, slot: _Slot) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ttl / 3)
+            if not slot.leased:
+                return
+            await slot.lane.run(self._renew, slot)
+
+    def _renew(self, slot: _Slot) -> None:
+        if slot.leased:
+            agent_id = slot.agent.agent_id
+            lease = Lease(slot.owner, schema.utcnow() + timedelta(seconds=self._lease_ttl))
+            self.repository.write(self.session_id, agent_id, None, SessionWrite(agent_id, lease=lease))
+
+    @staticmethod
+    def _stop_renewer(slot: _Slot) -> None:
+        if slot.renewer is not None:
+            slot.renewer.cancel()
+            slot.renewer = None
+
+    # --- idempotency --------------------------------------------------------------------------
+
+    async def _refuse_stored_turn(self, slot: _Slot) -> None:
+        assert slot.turn_key is not None
+        await slot.lane.run(self._refuse_stored_turn_sync, slot, slot.turn_key)
+
+    def _refuse_stored_turn_sync(self, slot: _Slot, key: str) -> None:
+        turn = self.repository.find_turn(self.session_id, slot.agent.agent_id, key)
+        if turn is None:
+            return
+        prompt, replies = (
+            turn[0],
+            [record for record in turn[1:] if record.message.get("role") == "assistant"],
+        )
+        reply = replies[-1] if replies else None
+        raise TurnAlreadyStoredError(
+            f"session_id=<{self.session_id}> | agent_id=<{slot.agent.agent_id}> | idempotency_key=<{key}> | "
+            f"this request already ran: its turn starts at message {prompt.message_id}"
+            + ("" if reply is not None else " and has no reply yet"),
+            idempotency_key=key,
+            prompt_message_id=prompt.message_id,
+            reply=None if reply is None else dict(reply.message),
+        )
+
     # --- the write path (runs in the agent's lane, on an I/O thread) --------------------------
 
     def _persist(self, slot: _Slot, job: _Job) -> None:
-        """Store one job: its message (if any) and whatever changed in the session document."""
+        """Store one job: its message(s) (if any) and whatever changed in the session document."""
         agent_id = slot.agent.agent_id
         state = job.state
         changed = state if state is not None and state != slot.written else None
         if job.turn_record is not None and (job.turn is None or job.turn.last_message_id is None):
             job.turn_record = None  # the turn stored no message to carry its record
             job.totals = None
-        if job.message is None and changed is None and job.totals is None and job.turn_record is None:
+        messages = job.batch if job.batch else [] if job.message is None else [job.message]
+        lease = self._lease_for(slot, job, bool(messages))
+        if (
+            not messages
+            and changed is None
+            and job.totals is None
+            and job.turn_record is None
+            and lease is None
+        ):
             return
         create = None
         if not slot.stored:
             current = state if state is not None else compat.agent_state(slot.agent)
-            create = NewAgent(self._session_fields(), schema.agent_entry(current))
+            sealed = self._lifecycle.seal_state(self.session_id, current)
+            create = NewAgent(self._session_fields(), schema.agent_entry(sealed or current))
             changed = None  # the new entry holds the state
             state = current
         turn_record = None
         if job.turn_record is not None and job.turn is not None and job.turn.last_message_id is not None:
             turn_record = (job.turn.last_message_id, job.turn_record)
-        write = SessionWrite(agent_id, changed, job.totals, turn_record, create)
-        message = None
-        if job.message is not None:
-            session_message = SessionMessage.from_message(job.message, self._next_message_id(slot))
-            message = MessageWrite(session_message, job.event_loop_metrics, job.incomplete_reason)
-        stored_id = self.repository.write(
-            self.session_id,
-            agent_id,
-            message,
-            None if write.empty else write,
-            allocate_first=slot.contended,
+        stamp = self._lifecycle.stamp()
+        extra = self._lifecycle.ride_along(
+            self.session_id, agent_id, stamp, changed, contiguous=not slot.contended
         )
+        sealed_change = self._lifecycle.seal_state(self.session_id, changed)
+        write = SessionWrite(
+            agent_id, sealed_change, job.totals, turn_record, create, extra=extra, lease=lease
+        )
+        first_id = self._next_message_id(slot)
+        writes = [
+            MessageWrite(
+                SessionMessage.from_message(message, first_id + offset),
+                job.event_loop_metrics if message is messages[-1] else None,
+                job.incomplete_reason or _repair.reason_of(message),
+                idempotency_key=job.idempotency_key if offset == 0 else None,
+                expires_at=None if stamp is None else stamp.messages_expire_at,
+                mask=self._lifecycle.mask,
+                seal=self._lifecycle.sealer(self.session_id),
+            )
+            for offset, message in enumerate(messages)
+        ]
+        session = None if write.empty else write
+        allocate_first = slot.contended and lease is None
+        try:
+            if len(writes) > 1:
+                ids = self.repository.append(
+                    self.session_id, agent_id, writes, session, allocate_first=allocate_first
+                )
+            else:
+                stored_id = self.repository.write(
+                    self.session_id,
+                    agent_id,
+                    writes[0] if writes else None,
+                    session,
+                    allocate_first=allocate_first,
+                )
+                ids = [] if stored_id is None else [stored_id]
+        except StaleWindow:
+            slot.leased, slot.lease_wanted = True, False  # the lease was taken before the message lost
+            raise
+        self._lifecycle.confirm(stamp)
         slot.stored = True
+        if lease is not None:
+            slot.leased = not lease.release
+            slot.lease_wanted = False
         if changed is not None or create is not None:
             slot.written = state
-        if message is not None and stored_id is not None:
+        for message_write, stored_id in zip(writes, ids, strict=True):
             if stored_id != self._next_message_id(slot):
                 slot.contended = True
             slot.latest_message_id = stored_id
-            slot.records.append(message.session_message)
-            if job.turn is not None:
-                job.turn.last_message_id = stored_id
+            slot.records.append(message_write.session_message)
+        if ids and job.turn is not None:
+            job.turn.last_message_id = ids[-1]
 
-    def _catch_up(self, slot: _Slot, *, with_pending: bool = True) -> None:
+    def _lease_for(self, slot: _Slot, job: _Job, with_messages: bool) -> Lease | None:
+        """The lease this write takes, renews or releases (None: not a write of a leased turn)."""
+        if not self._turn_lock or not (slot.lease_wanted or slot.leased):
+            return None
+        if slot.lease_wanted and job.release and not with_messages:
+            slot.lease_wanted = False  # the turn ends without having written: nothing to take
+            return None
+        if not slot.lease_wanted and not job.release:
+            return None  # held already; the renewer keeps it
+        until = schema.utcnow() + timedelta(seconds=self._lease_ttl)
+        entry = session = None
+        if slot.lease_wanted and slot.stored:  # what recreates a session document deleted under us
+            current = compat.agent_state(slot.agent)
+            entry = schema.agent_entry(self._lifecycle.seal_state(self.session_id, current) or current)
+            session = self._session_fields()
+        return Lease(
+            slot.owner, until, take=slot.lease_wanted, release=job.release, agent=entry, session=session
+        )
+
+    @staticmethod
+    def _adopt(slot: _Slot, message: Message | None, turn: TurnTracker) -> None:
+        """A prompt stored by hand before the turn is the turn's first stored message."""
+        record = next((r for r in reversed(slot.records) if r.message is message), None)
+        if record is not None and turn.last_message_id is None:
+            turn.last_message_id = record.message_id
+
+    def _persist_after_unsaved(self, slot: _Slot, job: _Job) -> None:
+        self._store_unsaved(slot)
+        self._persist(slot, job)
+
+    def _persist_all(self, slot: _Slot, jobs: list[_Job]) -> None:
+        for job in jobs:
+            self._persist(slot, job)
+
+    def _store_unsaved(self, slot: _Slot) -> None:
+        """Store what is in ``agent.messages`` but not in MongoDB yet, in one write (a failure keeps it)."""
+        if slot.unsaved:
+            batch = list(slot.unsaved)
+            self._persist(slot, _Job(batch=batch, state=compat.agent_state(slot.agent)))
+            del slot.unsaved[: len(batch)]
+
+    def _catch_up(self, slot: _Slot) -> None:
         """Restore a deferred agent, then store what waits: initial messages and manual appends."""
         if not slot.restored:
-            self._restore(slot, self.repository.load_session(self.session_id, slot.agent.agent_id))
-        while slot.unsaved:
-            self._persist(slot, _Job(message=slot.unsaved[0], state=compat.agent_state(slot.agent)))
-            slot.unsaved.pop(0)
-        while with_pending and slot.pending:
-            message = slot.pending[0]
+            self._restore(slot, self._load(slot.agent.agent_id))
+        while slot.pending:
+            message = slot.pending.pop(0)
             slot.agent.messages.append(message)
-            try:
-                self._persist(slot, _Job(message=message, state=compat.agent_state(slot.agent)))
-            except BaseException:
-                slot.agent.messages.pop()
-                raise
-            slot.pending.pop(0)
+            slot.unsaved.append(message)
+            slot.manual_tail = message
+        self._store_unsaved(slot)
 
     def _sync(self, slot: _Slot) -> None:
         """Store what waits and any change of state (``sync_agent``'s work, in the lane)."""
@@ -285,16 +615,24 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _session_fields(self) -> dict[str, Any]:
         session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
-        return schema.session_document(session, metadata=self._metadata)
+        return schema.session_document(session, metadata=self._metadata, user_id=self._lifecycle.user_id)
 
     # --- restore --------------------------------------------------------------------------------
 
-    def _restore(self, slot: _Slot, snapshot: SessionSnapshot | None) -> None:
-        """Apply a loaded session to the agent, exactly as Strands' own initialize does."""
+    def _restore(self, slot: _Slot, snapshot: SessionSnapshot | None, *, reloading: bool = False) -> None:
+        """Apply a loaded session to the agent, exactly as Strands' own initialize does.
+
+        A conversation a crashed writer left open (a prompt without a reply, a ``toolUse``
+        without a result) is closed once, by messages stored before the next turn's own,
+        unless that writer's lease says its turn is still running.
+        """
         agent = slot.agent
         entry = None if snapshot is None else (snapshot.document.get("agents") or {}).get(agent.agent_id)
         if entry is None:
-            slot.unsaved = list(agent.messages)  # a new agent: its initial messages go with its first write
+            if not reloading:
+                slot.unsaved = list(
+                    agent.messages
+                )  # a new agent: its initial messages go with its first write
             slot.written = compat.agent_state(agent)
         else:
             assert snapshot is not None
@@ -303,12 +641,25 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             slot.stored = True
             slot.contended = "next_message_id" in entry
             slot.records = list(snapshot.window)
+            slot.unsaved = []
             if snapshot.window:
                 slot.latest_message_id = snapshot.window[-1].message_id
             elif "next_message_id" in entry:
                 slot.latest_message_id = int(entry["next_message_id"])
             slot.written = compat.agent_state(agent)
+            held = (snapshot.document.get("leases") or {}).get(agent.agent_id) or {}
+            running = held.get("owner") not in (None, slot.owner) and _in_future(held.get("until"))
+            if running and self._turn_lock:
+                slot.lease_contended = True
+            elif _repair.needs_repair(agent.messages) and not compat.interrupt_pending(agent):
+                slot.needs_repair = "recovered: the previous turn did not finish"
         slot.restored = True
+
+    def _add_repairs(self, slot: _Slot, reason: str) -> None:
+        slot.needs_repair = None
+        for message in _repair.repair_messages(slot.agent.messages, reason):
+            slot.agent.messages.append(message)
+            slot.unsaved.append(message)
 
     def _prune_records(self, slot: _Slot) -> None:
         # Only the records of messages still in agent.messages are needed (for redaction).
@@ -327,32 +678,49 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         if agent_id in self._preloaded:
             self._restore(slot, self._preloaded.pop(agent_id))
         elif not on_loop_thread():
-            slot.lane.submit(self._catch_up_restore_only, slot).result()
+            slot.lane.submit(self._restore_from_store, slot).result()
 
-    def _catch_up_restore_only(self, slot: _Slot) -> None:
-        self._restore(slot, self.repository.load_session(self.session_id, slot.agent.agent_id))
+    def _restore_from_store(self, slot: _Slot) -> None:
+        self._restore(slot, self._load(slot.agent.agent_id))
 
     async def load(self, agent: LocalAgent) -> None:
         """Restore a deferred agent now, so ``agent.messages`` holds the history before a turn."""
         slot = self._slot(agent)
         if not slot.restored:
-            await slot.lane.run(self._catch_up_restore_only, slot)
+            await slot.lane.run(self._restore_from_store, slot)
 
     def append_message(self, message: Message | Mapping[str, Any], agent: LocalAgent, **kwargs: Any) -> None:
-        """Add a message to the session by hand (the guide's pattern), safely.
+        """Add a message to the session by hand (the guide's pattern), durably and safely.
 
-        Strands' hooks already store every message the agent adds. A message given here that
-        the agent added (or will add) in its current turn, same role and text, is that message
-        and is not stored twice. Any other message is appended to ``agent.messages`` and stored
-        on the next ``sync_agent``/``close`` (or when the agent adds it), so the stored
-        conversation always equals ``agent.messages``. String content becomes ``[{"text": ...}]``.
+        The message is appended to ``agent.messages`` and stored: when this returns in
+        synchronous code; on an event loop's thread it is handed to the I/O thread at once and
+        ``flush()``, ``aclose()`` and ``close()`` wait for it. Strands' hooks already store every
+        message the agent adds: a message given here that the agent added in its current turn
+        (same role and text) is not stored twice, and a prompt appended here right before the
+        turn that sends it is stored once. String content becomes ``[{"text": ...}]``.
         """
         self._ensure_open()
         normalised = normalise_message(message)
         slot = self._slot(agent)
+        placeholder = slot.placeholder
+        last = agent.messages[-1] if agent.messages else None
+        if placeholder is not None and last is placeholder and normalised["role"] == "assistant":
+            # The reply of a turn that broke off, given by hand: it fills the turn's repair.
+            slot.placeholder = None
+            placeholder["content"] = normalised["content"]
+            self._wait_unless_on_loop(slot.lane.submit(self._rewrite_latest, slot, placeholder))
+            return
         if self._in_current_turn(slot, normalised):
             return
-        slot.pending.append(normalised)
+        if slot.restored and not slot.pending:
+            agent.messages.append(normalised)
+            slot.unsaved.append(normalised)
+            slot.manual_tail = normalised
+            future = slot.lane.submit(self._store_unsaved, slot)
+        else:
+            slot.pending.append(normalised)  # goes in after the deferred restore
+            future = slot.lane.submit(self._catch_up, slot)
+        self._wait_unless_on_loop(future)
 
     def sync_agent(self, agent: LocalAgent, **kwargs: Any) -> None:
         """Store hand-appended messages and any change of state; never counts a turn twice.
@@ -370,9 +738,20 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         await slot.lane.run(self._sync, slot)
 
     async def flush(self) -> None:
-        """Wait until every write handed to the I/O threads so far has been stored."""
+        """Wait until every write handed to the I/O threads so far has been stored.
+
+        Messages a failed write left unstored are tried again here; if that fails too, the
+        error is raised and they stay pending (in ``agent.messages``, stored by the next flush).
+        """
         for lane in [slot.lane for slot in self._slots.values()] + [self._lane]:
             await asyncio.wrap_future(lane.idle())
+        for slot in self._slots.values():
+            if slot.unsaved or slot.pending:
+                await slot.lane.run(self._catch_up, slot)
+
+    def pending_writes(self) -> list[concurrent.futures.Future[None]]:
+        """Futures that complete once every write handed to the I/O threads so far has run."""
+        return [lane.idle() for lane in [slot.lane for slot in self._slots.values()] + [self._lane]]
 
     def redact_latest_message(self, redact_message: Message, agent: LocalAgent, **kwargs: Any) -> None:
         """Replace the latest stored message's redacted form (Strands' guardrail redaction)."""
@@ -384,7 +763,13 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             raise MongoDBSessionError("No message to redact.")
         latest = slot.records[-1]
         latest.redact_message = redact_message
-        self.repository.update_message(self.session_id, slot.agent.agent_id, latest)
+        self.repository.update_message(
+            self.session_id,
+            slot.agent.agent_id,
+            latest,
+            mask=self._lifecycle.mask,
+            seal=self._lifecycle.sealer(self.session_id),
+        )
 
     def initialize_multi_agent(self, source: MultiAgentBase, **kwargs: Any) -> None:
         self._ensure_open()
@@ -403,7 +788,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _ensure_session(self) -> None:
         session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
-        self.repository.create_session(session, metadata=self._metadata)
+        self.repository.create_session(session, metadata=self._metadata, user_id=self._lifecycle.user_id)
 
     def close(self) -> None:
         """Store what is still pending (messages appended by hand, the latest state).
@@ -456,6 +841,17 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             any(message_text(m) == text for m in same_role) or "".join(map(message_text, same_role)) == text
         )
 
+    @staticmethod
+    def _is_manual_duplicate(slot: _Slot, message: Message) -> bool:
+        messages = slot.agent.messages
+        return (
+            slot.manual_tail is not None
+            and len(messages) >= 2
+            and messages[-1] is message
+            and messages[-2] is slot.manual_tail
+            and _same_message(slot.manual_tail, message)
+        )
+
     def _slot(self, agent: LocalAgent) -> _Slot:
         slot = self._slots.get(agent.agent_id)
         if slot is None or slot.agent is not agent:
@@ -477,26 +873,48 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     async def record_incomplete_reply(self, agent: LocalAgent, text: str, *, reason: str) -> Message | None:
         """Store the reply a turn had streamed when it broke off (error, cancel, timeout, disconnect).
 
-        The message is appended to ``agent.messages`` as well, so the conversation alternates
-        user/assistant and the next turn (in this process or after a resume) is valid. Returns the
-        message, or None if the turn had already ended with a complete reply.
+        The turn's own repair already closed the conversation with an assistant message marked
+        incomplete; it now gets the streamed text. Without one (the turn was not stored as
+        broken) the conversation is closed here the same way, ``toolResult`` first where a tool
+        call was left open, in MongoDB and in ``agent.messages``. Returns the incomplete reply,
+        or None if the turn had ended with a complete reply. The work runs in the agent's lane
+        after the turn's own writes, and goes on if the caller is cancelled while it waits.
         """
         self._ensure_open()
-        last = agent.messages[-1] if agent.messages else None
+        slot = self._slot(agent)
+        future = slot.lane.submit(self._keep_incomplete, slot, text, reason)
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    def _keep_incomplete(self, slot: _Slot, text: str, reason: str) -> Message | None:
+        messages = slot.agent.messages
+        last = messages[-1] if messages else None
+        if last is not None and last is slot.placeholder:
+            slot.placeholder = None
+            if text:
+                last["content"] = [{"text": text}]
+                custom = cast(dict[str, Any], last.get("metadata") or {}).get("custom") or {}
+                custom["reason"] = reason
+                self._rewrite_latest(slot, last)
+            return last
         if last is None or (last.get("role") == "assistant" and not has_tool_use(last)):
             return None
-        message = cast(
-            Message,
-            {
-                "role": "assistant",
-                "content": [{"text": text or f"(no reply: {reason})"}],
-                "metadata": {"custom": {"incomplete": True, "reason": reason}},
-            },
+        repairs = _repair.repair_messages(messages, reason, text)
+        messages.extend(repairs)
+        slot.unsaved.extend(repairs)
+        self._store_unsaved(slot)
+        return repairs[-1]
+
+    def _rewrite_latest(self, slot: _Slot, message: Message) -> None:
+        record = next((r for r in reversed(slot.records) if r.message is message), None)
+        if record is None:
+            return
+        self.repository.update_message(
+            self.session_id,
+            slot.agent.agent_id,
+            record,
+            mask=self._lifecycle.mask,
+            seal=self._lifecycle.sealer(self.session_id),
         )
-        agent.messages.append(message)
-        slot = self._slot(agent)
-        await slot.lane.run(self._persist, slot, _Job(message=message, incomplete_reason=reason))
-        return message
 
     def last_turn_metrics(self, agent_id: str) -> dict[str, Any] | None:
         """The ``event_loop_metrics`` record of the agent's last finished turn in this manager, or None."""
@@ -508,7 +926,19 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def preload(self, agent_id: str) -> None:
         """Read the session and the agent's window now (one round trip), so building the Agent does no I/O."""
         agent_id = validate_agent_id(agent_id)
-        self._preloaded[agent_id] = self.repository.load_session(self.session_id, agent_id)
+        self._preloaded[agent_id] = self._load(agent_id)
+
+    def _load(self, agent_id: str) -> SessionSnapshot | None:
+        """The session and the agent's window; a session of another user is refused before any write."""
+        snapshot = self.repository.load_session(self.session_id, agent_id)
+        self._lifecycle.observe(None if snapshot is None else snapshot.document)
+        user_id = self._lifecycle.user_id
+        if snapshot is not None and user_id is not None:
+            stored = snapshot.document.get("user_id")
+            if stored is None:  # stored before it had a user: it becomes this user's, once
+                stored = self.repository.claim_user(self.session_id, user_id)
+            check_user(self.session_id, stored, user_id)
+        return self._lifecycle.open_snapshot(self.session_id, snapshot)
 
 
 def normalise_message(message: Message | Mapping[str, Any]) -> Message:
@@ -531,6 +961,26 @@ def normalise_message(message: Message | Mapping[str, Any]) -> Message:
 
 def _same_message(first: Message, second: Message) -> bool:
     return first.get("role") == second.get("role") and message_text(first) == message_text(second)
+
+
+def _reason_of(status: TurnStatus, error: BaseException | None) -> str:
+    return "cancelled" if status == "cancelled" else f"error: {type(error).__name__}" if error else "failed"
+
+
+def _seconds(name: str, value: timedelta | float, *, minimum: float) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < minimum:
+        raise ConfigurationError(
+            f"{name} must be a timedelta or a number of seconds >= {minimum:g}, got {value!r}"
+        )
+    return float(seconds)
+
+
+def _in_future(moment: Any) -> bool:
+    if not isinstance(moment, datetime):
+        return False
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return aware > schema.utcnow()
 
 
 def _status_of(turn: TurnTracker, stop_reason: str | None) -> TurnStatus:

@@ -14,6 +14,7 @@ import os
 import threading
 from typing import Any, ClassVar
 
+import pymongo
 from pymongo import MongoClient
 from pymongo.driver_info import DriverInfo
 
@@ -21,7 +22,7 @@ from ._driver_errors import translate_driver_errors
 from ._redact import redact_uri
 from ._version import package_version as _package_version
 
-__all__ = ["DRIVER_INFO", "MongoDBConnectionPool", "new_client"]
+__all__ = ["CLOSE_TIMEOUT", "DRIVER_INFO", "MongoDBConnectionPool", "close_client", "new_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,18 @@ def new_client(connection_string: str, **options: Any) -> MongoClient[Document]:
     options.setdefault("driver", DRIVER_INFO)
     with translate_driver_errors("create client"):  # a malformed URI or an unknown option
         return MongoClient(connection_string, **options)
+
+
+# ``MongoClient.close()`` first ends the client's server sessions, and to do so selects a server:
+# with the server gone that waits the whole ``serverSelectionTimeoutMS`` (30 s by default), at
+# exit too. Ending sessions is a courtesy (the server expires them after 30 minutes): bound it.
+CLOSE_TIMEOUT = 0.5
+
+
+def close_client(client: MongoClient[Document]) -> None:
+    """Close ``client`` without waiting more than ``CLOSE_TIMEOUT`` seconds for a server that is gone."""
+    with pymongo.timeout(CLOSE_TIMEOUT):
+        client.close()
 
 
 def _key(connection_string: str, options: dict[str, Any]) -> tuple[str, str]:
@@ -87,7 +100,7 @@ class MongoDBConnectionPool:
             keys = [key for key in self._clients if connection_string in (None, key[0])]
             clients = [self._clients.pop(key) for key in keys]
         for client in clients:
-            client.close()
+            close_client(client)
 
     def _forget_after_fork(self) -> None:
         # A forked child must not touch the parent's sockets, nor close them.

@@ -9,8 +9,9 @@ manager runs these methods on its I/O threads and never blocks the loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pymongo import MongoClient, ReturnDocument
@@ -21,11 +22,14 @@ from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
+from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._plans import (
     Aggregate,
     Count,
     Delete,
+    DeleteKeys,
+    DeleteOp,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -39,11 +43,14 @@ from ._plans import (
     SessionWrite,
     Step,
     Update,
+    WriteArchive,
     client_models,
     drive_sync,
 )
 from ._repository_core import RepositoryCore
 from .config import StoreConfig
+from .encryption import DEFAULT_KEY_VAULT_NAMESPACE
+from .lifecycle import ErasureReceipt, PruneReport
 from .pool import MongoDBConnectionPool
 
 if TYPE_CHECKING:
@@ -81,6 +88,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         self.database: Database[Document] = client[database_name]
         self.collection: Collection[Document] = self.database[self.names.sessions]
         self.messages_collection: Collection[Document] = self.database[self.names.messages]
+        self.rollups_collection: Collection[Document] = self.database[self.names.rollups]
         # Checked on the type: clients like mongomock answer any attribute with a database.
         self._bulk_supported = callable(getattr(type(client), "bulk_write", None))
 
@@ -107,6 +115,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             with translate_driver_errors("create indexes"):
                 self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
                 self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+                self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
             mark_indexes_ready(*where)
 
     def close(self) -> None:
@@ -116,10 +125,14 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
 
     def create_session(self, session: Session, **kwargs: Any) -> Session:
         """Create the session document; creating an existing session is a no-op (race-free)."""
-        return self._drive(self._create_session(session, kwargs.get("metadata")))
+        return self._drive(self._create_session(session, kwargs.get("metadata"), kwargs.get("user_id")))
 
     def read_session(self, session_id: str, **kwargs: Any) -> Session | None:
         return self._drive(self._read_session(session_id))
+
+    def claim_user(self, session_id: str, user_id: str) -> str | None:
+        """Give a session stored without a user to ``user_id``; returns the user it belongs to now."""
+        return self._drive(self._claim_user(session_id, user_id))
 
     def load_session_document(self, session_id: str) -> Document | None:
         """The whole session document (small and bounded by design), or None."""
@@ -145,6 +158,52 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     ) -> list[dict[str, Any]]:
         """A page of session summaries, most recently active first (see ``schema.session_list_filter``)."""
         return self._drive(self._list_sessions(skip, limit, since, until, agent_id, metadata))
+
+    # --- data lifecycle ---------------------------------------------------------------------
+
+    def prune(
+        self,
+        older_than: timedelta,
+        *,
+        user_id: str | None = None,
+        dry_run: bool = False,
+        archive_to: str | Path | None = None,
+    ) -> PruneReport:
+        """Delete whole sessions idle for longer than ``older_than`` (of one user, when given).
+
+        ``archive_to``: a directory; each session is written there first, as a ``sessions
+        export`` file, and deleted only once its file is complete on disk. ``dry_run``: report,
+        delete nothing.
+        """
+        return self._drive(self._prune(older_than, user_id, dry_run, archive_to))
+
+    def erase_user(
+        self, user_id: str, *, key_vault_namespace: str = DEFAULT_KEY_VAULT_NAMESPACE
+    ) -> ErasureReceipt:
+        """Delete every session of ``user_id``, all their messages and the user's data keys.
+
+        The receipt counts what was removed. The keys are looked for in ``key_vault_namespace``
+        on this repository's client (see :mod:`.encryption`).
+        """
+        return self._drive(self._erase_user(user_id, key_vault_namespace))
+
+    def page_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> schema.SessionPage:
+        """A page of ``user_id``'s sessions, most recently active first; pass ``next_cursor`` on.
+
+        Keyset-paged over the ``{user_id: 1, updated_at: -1}`` index, so page 200 costs what page 1
+        does (``list_sessions``' ``skip`` reads every skipped session).
+        """
+        return self._drive(self._page_sessions(user_id, limit, after, since, until, agent_id, metadata))
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -172,7 +231,11 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
     ) -> None:
-        self._drive(self._update_message(session_id, agent_id, session_message))
+        self._drive(
+            self._update_message(
+                session_id, agent_id, session_message, kwargs.get("mask", ()), kwargs.get("seal")
+            )
+        )
 
     def list_messages(
         self, session_id: str, agent_id: str, limit: int | None = None, offset: int = 0, **kwargs: Any
@@ -184,6 +247,12 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """
         contiguous = bool(kwargs.get("contiguous"))
         return self._drive(self._list_messages(session_id, agent_id, limit, offset, contiguous))
+
+    def find_turn(
+        self, session_id: str, agent_id: str, idempotency_key: str
+    ) -> tuple[SessionMessage, ...] | None:
+        """The turn a prompt stored with ``idempotency_key`` started: the prompt, then its replies."""
+        return self._drive(self._find_turn(session_id, agent_id, idempotency_key))
 
     # --- the hot path: one round trip per message -------------------------------------------
 
@@ -201,6 +270,18 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         Returns the id the message was stored under (None without a message).
         """
         return self._drive(self._write(session_id, agent_id, message, session, allocate_first))
+
+    def append(
+        self,
+        session_id: str,
+        agent_id: str,
+        messages: Sequence[MessageWrite],
+        session: SessionWrite | None = None,
+        *,
+        allocate_first: bool = False,
+    ) -> list[int]:
+        """Several messages (and one change of the session document) in one round trip; their ids."""
+        return self._drive(self._append(session_id, agent_id, messages, session, allocate_first))
 
     def write_message(
         self,
@@ -259,6 +340,14 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             return self._run_plan(request.plan, step.operation)
         if isinstance(request, EnsureIndexes):
             return self.ensure_indexes()
+        if isinstance(request, DeleteKeys):
+            vault_database, _, vault_collection = request.namespace.partition(".")
+            vault = self.client[vault_database][vault_collection]
+            with translate_driver_errors(step.operation):
+                deleted = vault.delete_many({"keyAltNames": {"$in": list(request.key_alt_names)}})
+            return deleted.deleted_count
+        if isinstance(request, WriteArchive):
+            return write_archive(request.directory, request.session, request.messages)
         collection = self._collection_for(request.target)
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):
@@ -315,6 +404,10 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
                 with translate_driver_errors(operation):
                     if isinstance(op, InsertOp):
                         collection.insert_one(op.document)
+                    elif isinstance(op, DeleteOp):
+                        collection.delete_many(op.filter)
+                    elif op.many:
+                        collection.update_many(op.filter, op.update, upsert=op.upsert)
                     else:
                         collection.update_one(op.filter, op.update, upsert=op.upsert)
             except DuplicateKey:
@@ -322,4 +415,6 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         return None
 
     def _collection_for(self, target: str) -> Collection[Document]:
+        if target == "rollups":
+            return self.rollups_collection
         return self.collection if target == "sessions" else self.messages_collection

@@ -5,14 +5,21 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
 ``sessions``: one small, bounded document per session::
 
     {_id: <session_id>, schema_version: 1, session_type, created_at, updated_at,
-     metadata: {...}, agents: {<agent_id>: {state, conversation_manager_state, internal_state,
-     created_at, updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
-     totals: {...}}
+     user_id?, expires_at?, messages_expire_at?, metadata: {...},
+     agents: {<agent_id>: {state, conversation_manager_state, internal_state, created_at,
+     updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
+     totals: {...}, leases?: {<agent_id>: {owner, until}}}
+
+``leases`` holds the one writer of each agent while a turn runs (see :func:`lease_take_filter`).
 
 ``sessions_messages``: one document per message, unique on (session_id, agent_id, message_id)::
 
     {session_id, agent_id, message_id, role, message, redact_message, created_at, updated_at,
-     event_loop_metrics?: {...}}
+     expires_at?, event_loop_metrics?: {...}, incomplete?: {reason}, idempotency_key?}
+
+``user_id`` is set once; ``expires_at`` (TTL) with ``expire_after`` (see :mod:`._lifecycle`);
+``message``/``redact_message`` and the agents' ``state``/``internal_state`` are BSON binary
+subtype 6 with encryption (see :mod:`.encryption`).
 
 Everything here is a pure function returning plain dicts: no client, no I/O. Both repositories
 (sync and async) send exactly what these builders make.
@@ -20,7 +27,10 @@ Everything here is a pure function returning plain dicts: no client, no I/O. Bot
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import binascii
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -29,22 +39,37 @@ from pymongo import IndexModel
 from strands.types.content import Message
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
-from ._validation import validate_agent_id, validate_metadata_filter
+from ._validation import validate_agent_id, validate_metadata_filter, validate_user_id
 from .codec import from_bson_datetime, to_bson_datetime
 from .errors import InvalidSessionInputError
+from .masking import mask_message
 
 __all__ = [
     "DEFAULT_COLLECTION_NAME",
     "DEFAULT_DATABASE_NAME",
+    "EXPORT_MESSAGE_SORT",
+    "FILE_CHUNKS_INDEX",
+    "FILE_CHUNKS_SHARD_KEY",
     "MAX_PAGE_SIZE",
     "MESSAGE_INDEXES",
+    "MESSAGE_SHARD_KEY",
     "MESSAGE_SORT",
     "RESUME_WINDOW_FIELD",
+    "ROLLUPS_FROM_THE_START",
+    "ROLLUP_COVERAGE_ID",
+    "ROLLUP_HOUR_FORMAT",
+    "ROLLUP_INDEXES",
+    "ROLLUP_TOKEN_FIELDS",
     "SCHEMA_VERSION",
     "SESSION_INDEXES",
     "SESSION_LIST_SORT",
+    "SESSION_PAGE_SORT",
+    "SESSION_SHARD_KEY",
     "CollectionNames",
     "IndexSpec",
+    "PageCursor",
+    "SessionPage",
+    "ShardKey",
     "agent_document",
     "agent_entry",
     "agent_from_document",
@@ -52,32 +77,61 @@ __all__ = [
     "agent_path",
     "agent_state",
     "allocate_message_id_update",
+    "claim_user_update",
     "create_agent_filter",
     "create_agent_update",
     "create_session_update",
+    "expired_messages_filter",
+    "expired_session_filter",
+    "idle_sessions_filter",
     "index_models",
+    "is_expired",
+    "latency_measured",
+    "lease_path",
+    "lease_release_filter",
+    "lease_release_update",
+    "lease_renew_update",
+    "lease_take_filter",
+    "lease_take_update",
+    "live",
+    "live_session_filter",
     "message_document",
     "message_filter",
     "message_from_document",
     "message_window_filter",
     "multi_agent_path",
     "multi_agent_update",
+    "next_page_cursor",
     "page",
     "removed_message_count",
+    "renew_messages_filter",
+    "renew_messages_update",
+    "renew_session_update",
     "resume_pipeline",
+    "rollup_coverage_update",
+    "rollup_hour",
+    "rollup_id",
+    "rollup_increments",
+    "rollup_key",
+    "rollup_update",
     "session_document",
     "session_from_document",
     "session_list_filter",
+    "session_page_filter",
     "session_summary",
     "session_update",
+    "trimmed_messages_filter",
+    "turn_key_filter",
     "turn_record_update",
+    "unclaimed_session_filter",
     "update_message_update",
+    "user_sessions_filter",
     "utcnow",
 ]
 
 SCHEMA_VERSION = 1
 DEFAULT_COLLECTION_NAME = "sessions"
-DEFAULT_DATABASE_NAME = "strands_sessions"
+DEFAULT_DATABASE_NAME = "chat_db"
 
 
 @dataclass(frozen=True)
@@ -86,16 +140,29 @@ class CollectionNames:
 
     sessions: str
     messages: str
+    rollups: str = ""
+    files: str = ""  # the GridFS bucket: ``<files>.files`` and ``<files>.chunks``
 
     @classmethod
     def for_base(cls, collection_name: str) -> CollectionNames:
-        return cls(sessions=collection_name, messages=f"{collection_name}_messages")
+        return cls(
+            sessions=collection_name,
+            messages=f"{collection_name}_messages",
+            rollups=f"{collection_name}_rollups",
+            files=f"{collection_name}_files",
+        )
+
+    @property
+    def file_chunks(self) -> str:
+        """The GridFS chunks collection of :attr:`files` (the one that grows with content)."""
+        return f"{self.files}.chunks"
 
     def namespaces(self, database_name: str) -> dict[str, str]:
         """``"db.collection"`` per write target, as client-level ``bulkWrite`` names them."""
         return {
             "sessions": f"{database_name}.{self.sessions}",
             "messages": f"{database_name}.{self.messages}",
+            "rollups": f"{database_name}.{self.rollups}",
         }
 
 
@@ -108,7 +175,13 @@ class IndexSpec:
     options: Mapping[str, Any]
 
 
-SESSION_INDEXES = (IndexSpec((("updated_at", -1),), "updated_at", {}),)
+SESSION_INDEXES = (
+    IndexSpec((("updated_at", -1),), "updated_at", {}),
+    # A user's sessions, most recent first: erasure, retention per user, listing per user.
+    IndexSpec((("user_id", 1), ("updated_at", -1)), "user_updated_at", {}),
+    # expire_after: the TTL monitor deletes a session once its expires_at has passed.
+    IndexSpec((("expires_at", 1),), "expires_at_ttl", {"expireAfterSeconds": 0}),
+)
 MESSAGE_INDEXES = (
     # Serves every conversation read (window by message_id) and makes concurrent inserts safe.
     IndexSpec(
@@ -125,7 +198,33 @@ MESSAGE_INDEXES = (
         "session_turn_started_at",
         {"partialFilterExpression": {"event_loop_metrics": {"$exists": True}}},
     ),
+    # expire_after: messages carry an expires_at at or after their session's (see _lifecycle).
+    IndexSpec((("expires_at", 1),), "expires_at_ttl", {"expireAfterSeconds": 0}),
+    # Finds the stored turn of a retried request by its idempotency key (keyed prompts only).
+    IndexSpec(
+        (("session_id", 1), ("agent_id", 1), ("idempotency_key", 1)),
+        "session_agent_idempotency_key",
+        {"partialFilterExpression": {"idempotency_key": {"$exists": True}}},
+    ),
 )
+
+
+# --- shard keys (see docs/deployment.md, "Sharding") --------------------------------------------
+#
+# A sharded cluster enforces a unique index only when the shard key is a prefix of it, and never
+# under a hashed shard key. The messages' unique (session_id, agent_id, message_id) index is what
+# makes concurrent inserts safe, so that collection takes a *ranged* key on a prefix of it; every
+# filter the package sends there carries ``session_id`` (tests/unit/test_shard_keys.py), so reads
+# and writes target the shard that holds the conversation. The sessions collection has no unique
+# index besides ``_id`` and is read by ``_id`` only: a hashed ``_id`` spreads it evenly.
+
+ShardKey = tuple[tuple[str, int | str], ...]
+
+SESSION_SHARD_KEY: ShardKey = (("_id", "hashed"),)
+MESSAGE_SHARD_KEY: ShardKey = (("session_id", 1), ("agent_id", 1))
+# GridFS reads a file's chunks by files_id in n order; the driver's unique index is this key.
+FILE_CHUNKS_SHARD_KEY: ShardKey = (("files_id", 1), ("n", 1))
+FILE_CHUNKS_INDEX = IndexSpec((("files_id", 1), ("n", 1)), "files_id_1_n_1", {"unique": True})
 
 
 def index_models(specs: tuple[IndexSpec, ...]) -> list[IndexModel]:
@@ -141,8 +240,10 @@ def utcnow() -> datetime:
 # --- sessions ---------------------------------------------------------------------------------
 
 
-def session_document(session: Session, *, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The document inserted when a session is created."""
+def session_document(
+    session: Session, *, metadata: Mapping[str, Any] | None = None, user_id: str | None = None
+) -> dict[str, Any]:
+    """The document inserted when a session is created (``user_id`` only when given: it never changes)."""
     document: dict[str, Any] = {
         "_id": session.session_id,
         "schema_version": SCHEMA_VERSION,
@@ -154,12 +255,88 @@ def session_document(session: Session, *, metadata: Mapping[str, Any] | None = N
         "multi_agents": {},
         "totals": {},
     }
+    if user_id is not None:
+        document["user_id"] = user_id
     return document
+
+
+def unclaimed_session_filter(session_id: str) -> dict[str, Any]:
+    """The session while it has no user: a user can be assigned once, never changed."""
+    return {"_id": session_id, "user_id": None}
+
+
+def claim_user_update(user_id: str) -> dict[str, Any]:
+    return {"$set": {"user_id": user_id}}
 
 
 def create_session_update(document: Mapping[str, Any]) -> dict[str, Any]:
     """An upsert that creates the session once; a second creator changes nothing."""
     return {"$setOnInsert": {k: v for k, v in document.items() if k != "_id"}}
+
+
+def live_session_filter(session_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """The session, unless it has expired (the TTL monitor deletes it later, within about a minute)."""
+    return {"_id": session_id, **_not_expired(now)}
+
+
+def _not_expired(now: datetime | None = None) -> dict[str, Any]:
+    return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now or utcnow()}}]}
+
+
+def live(query: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """``query`` on the sessions collection, leaving out sessions that have expired."""
+    return {**query, **_not_expired(now)}
+
+
+def is_expired(document: Mapping[str, Any], now: datetime | None = None) -> bool:
+    expires_at = document.get("expires_at")
+    return expires_at is not None and to_bson_datetime(expires_at) <= (now or utcnow())
+
+
+def expired_session_filter(document: Mapping[str, Any]) -> dict[str, Any]:
+    """This expired session, as it was read: a session renewed meanwhile no longer matches."""
+    return {"_id": document["_id"], "expires_at": document["expires_at"]}
+
+
+def expired_messages_filter(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The messages of an expired session: none written after it expired (a new session's) match."""
+    horizon = document.get("messages_expire_at") or document["expires_at"]
+    return {
+        "session_id": document["_id"],
+        "$or": [{"expires_at": None}, {"expires_at": {"$lte": horizon}}],
+    }
+
+
+def renew_session_update(expires_at: datetime, messages_expire_at: datetime) -> dict[str, Any]:
+    """Move a session's expiry; ``messages_expire_at`` records how long its messages are kept."""
+    return {"$set": {"expires_at": expires_at}, "$max": {"messages_expire_at": messages_expire_at}}
+
+
+def renew_messages_filter(session_id: str, messages_expire_at: datetime) -> dict[str, Any]:
+    return {
+        "session_id": session_id,
+        "$or": [{"expires_at": None}, {"expires_at": {"$lt": messages_expire_at}}],
+    }
+
+
+def renew_messages_update(messages_expire_at: datetime) -> dict[str, Any]:
+    return {"$set": {"expires_at": messages_expire_at}}
+
+
+def idle_sessions_filter(cutoff: datetime, user_id: str | None = None) -> dict[str, Any]:
+    """Sessions last updated before ``cutoff`` (of one user, when given): what ``prune`` deletes."""
+    query: dict[str, Any] = {"updated_at": {"$lt": cutoff}}
+    if user_id is not None:
+        query["user_id"] = user_id
+    return query
+
+
+def user_sessions_filter(user_id: str) -> dict[str, Any]:
+    return {"user_id": user_id}
+
+
+# How an export (and a prune archive) orders a session's messages: agent by agent, in order.
+EXPORT_MESSAGE_SORT = [("agent_id", 1), ("message_id", 1)]
 
 
 def session_from_document(document: Mapping[str, Any]) -> Session:
@@ -287,8 +464,8 @@ def session_update(
     return update
 
 
-def allocate_message_id_update(agent_id: str, floor: int) -> list[dict[str, Any]]:
-    """Pipeline update handing out the next free message id above ``floor``.
+def allocate_message_id_update(agent_id: str, floor: int, count: int = 1) -> list[dict[str, Any]]:
+    """Pipeline update handing out the next ``count`` free message ids above ``floor``.
 
     ``next_message_id`` exists only once writers have collided (it also tells readers that ids
     may have gaps); it holds the last id handed out this way, so concurrent writers that
@@ -299,11 +476,62 @@ def allocate_message_id_update(agent_id: str, floor: int) -> list[dict[str, Any]
         {
             "$set": {
                 agent_path(agent_id, "next_message_id"): {
-                    "$add": [{"$max": [{"$ifNull": [counter, -1]}, floor]}, 1]
+                    "$add": [{"$max": [{"$ifNull": [counter, -1]}, floor]}, count]
                 }
             }
         }
     ]
+
+
+# --- leases: one writer per (session, agent) while a turn runs ---------------------------------
+
+
+def lease_path(agent_id: str, *fields: str) -> str:
+    return ".".join(("leases", agent_id, *fields))
+
+
+def lease_take_filter(session_id: str, agent_id: str, owner: str, now: datetime) -> dict[str, Any]:
+    """Matches the session while the agent's lease is free, expired, or already ``owner``'s.
+
+    Used with ``upsert=True``: when another writer holds the lease nothing matches, the upsert
+    inserts ``_id`` again and fails on the ``_id`` index, which stops the ordered write before
+    the turn's message is inserted. When the document does not exist the upsert creates it.
+    """
+    return {
+        "_id": session_id,
+        "$or": [
+            {lease_path(agent_id): {"$exists": False}},
+            {lease_path(agent_id, "until"): {"$lt": now}},
+            {lease_path(agent_id, "owner"): owner},
+        ],
+    }
+
+
+def lease_take_update(
+    agent_id: str,
+    owner: str,
+    until: datetime,
+    session: Mapping[str, Any],
+    agent: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Take the lease; a missing session document is created (with the agent entry, if given)."""
+    on_insert = {k: v for k, v in session.items() if k != "_id"}
+    if agent is not None:
+        on_insert["agents"] = {agent_id: dict(agent)}
+    return {"$set": {lease_path(agent_id): {"owner": owner, "until": until}}, "$setOnInsert": on_insert}
+
+
+def lease_release_filter(session_id: str, agent_id: str, owner: str) -> dict[str, Any]:
+    """Matches only while ``owner`` still holds the lease (an expired one may be another's now)."""
+    return {"_id": session_id, lease_path(agent_id, "owner"): owner}
+
+
+def lease_release_update(agent_id: str) -> dict[str, Any]:
+    return {"$unset": {lease_path(agent_id): ""}}
+
+
+def lease_renew_update(agent_id: str, until: datetime) -> dict[str, Any]:
+    return {"$set": {lease_path(agent_id, "until"): until}}
 
 
 # --- multi-agents -----------------------------------------------------------------------------
@@ -332,6 +560,11 @@ def message_filter(session_id: str, agent_id: str, message_id: int | None = None
     if message_id is not None:
         query["message_id"] = message_id
     return query
+
+
+def trimmed_messages_filter(session_id: str, agent_id: str, below_message_id: int) -> dict[str, Any]:
+    """Messages long out of the conversation window (``keep_last_messages``): ids below a bound."""
+    return {"session_id": session_id, "agent_id": agent_id, "message_id": {"$lt": below_message_id}}
 
 
 def message_window_filter(session_id: str, agent_id: str, first_message_id: int) -> dict[str, Any]:
@@ -385,24 +618,47 @@ def message_document(
     *,
     event_loop_metrics: Mapping[str, Any] | None = None,
     incomplete_reason: str | None = None,
+    expires_at: datetime | None = None,
+    mask: Sequence[Callable[[str], str]] = (),
+    seal: Callable[[Any], Any] | None = None,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates."""
-    message: Message = session_message.message
+    """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates, text is masked.
+
+    ``seal`` (encryption) turns the masked message and its redacted form into ciphertext.
+    """
+    message: Any = _stored(mask_message(session_message.message, mask), seal)
+    redact_message = session_message.redact_message
     document: dict[str, Any] = {
         "session_id": session_id,
         "agent_id": agent_id,
         "message_id": session_message.message_id,
-        "role": message.get("role"),
+        "role": session_message.message.get("role"),
         "message": message,
-        "redact_message": session_message.redact_message,
+        "redact_message": None
+        if redact_message is None
+        else _stored(mask_message(redact_message, mask), seal),
         "created_at": to_bson_datetime(session_message.created_at),
         "updated_at": to_bson_datetime(session_message.updated_at),
     }
+    if expires_at is not None:
+        document["expires_at"] = expires_at
     if event_loop_metrics is not None:
         document["event_loop_metrics"] = dict(event_loop_metrics)
     if incomplete_reason is not None:
         document["incomplete"] = {"reason": incomplete_reason}
+    if idempotency_key is not None:
+        document["idempotency_key"] = idempotency_key
     return document
+
+
+def _stored(message: Message, seal: Callable[[Any], Any] | None) -> Any:
+    return message if seal is None else seal(dict(message))
+
+
+def turn_key_filter(session_id: str, agent_id: str, idempotency_key: str) -> dict[str, Any]:
+    """The prompt stored with ``idempotency_key`` (served by its partial index)."""
+    return {"session_id": session_id, "agent_id": agent_id, "idempotency_key": idempotency_key}
 
 
 def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
@@ -415,14 +671,27 @@ def message_from_document(document: Mapping[str, Any]) -> SessionMessage:
     )
 
 
-def update_message_update(session_message: SessionMessage) -> dict[str, Any]:
-    return {
-        "$set": {
-            "message": session_message.message,
-            "redact_message": session_message.redact_message,
-            "updated_at": utcnow(),
-        }
+def update_message_update(
+    session_message: SessionMessage,
+    mask: Sequence[Callable[[str], str]] = (),
+    seal: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
+    """Rewrite a stored message; one marked incomplete in its metadata keeps ``incomplete`` in step.
+
+    ``mask`` and ``seal`` as in :func:`message_document`: a rewrite is stored like the original.
+    """
+    redact_message = session_message.redact_message
+    fields: dict[str, Any] = {
+        "message": _stored(mask_message(session_message.message, mask), seal),
+        "redact_message": None
+        if redact_message is None
+        else _stored(mask_message(redact_message, mask), seal),
+        "updated_at": utcnow(),
     }
+    custom = (session_message.message.get("metadata") or {}).get("custom") or {}
+    if isinstance(custom, Mapping) and custom.get("incomplete"):
+        fields["incomplete"] = {"reason": str(custom.get("reason", ""))}
+    return {"$set": fields}
 
 
 def turn_record_update(event_loop_metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -461,3 +730,198 @@ def session_list_filter(
 
 
 SESSION_LIST_SORT = [("updated_at", -1), ("_id", 1)]
+
+# Keyset paging (``page_sessions``) sorts on ``updated_at`` alone, so a user's page is a range of
+# the ``{user_id: 1, updated_at: -1}`` index read in index order, with no sort of its own (with
+# ``_id`` as a second sort key MongoDB would sort every session of the user first). Sessions that
+# share the last page's ``updated_at`` millisecond are carried in the cursor and excluded by id.
+SESSION_PAGE_SORT = [("updated_at", -1)]
+_CURSOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of ``page_sessions``: the summaries, and the cursor of the next page (None: last)."""
+
+    sessions: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a page ended: its last ``updated_at`` and the ids already returned at that instant."""
+
+    updated_at: datetime
+    seen: tuple[str, ...]
+
+    def encode(self) -> str:
+        millis = int(
+            self.updated_at.replace(tzinfo=self.updated_at.tzinfo or timezone.utc).timestamp() * 1000
+        )
+        raw = json.dumps({"v": _CURSOR_VERSION, "t": millis, "x": list(self.seen)}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> PageCursor:
+        """The cursor ``page_sessions`` handed out; anything else is refused before any I/O."""
+        if not isinstance(cursor, str) or not cursor or len(cursor) > 4 * MAX_CURSOR_BYTES:
+            raise InvalidSessionInputError(f"after must be a cursor from page_sessions, got {cursor!r:.80}")
+        try:
+            data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            millis, seen = data["t"], data["x"]
+            valid = (
+                data.get("v") == _CURSOR_VERSION
+                and isinstance(millis, int)
+                and isinstance(seen, list)
+                and all(isinstance(item, str) for item in seen)
+            )
+        except (ValueError, TypeError, KeyError, binascii.Error):
+            valid = False
+        if not valid:
+            raise InvalidSessionInputError(f"after is not a cursor from page_sessions: {cursor!r:.80}")
+        return cls(datetime.fromtimestamp(millis / 1000, tz=timezone.utc), tuple(seen))
+
+
+MAX_CURSOR_BYTES = 64 * 1024
+
+
+def session_page_filter(
+    *,
+    user_id: str | None = None,
+    after: PageCursor | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    agent_id: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`session_list_filter` for one user, continuing after a cursor (a keyset page)."""
+    query = session_list_filter(since=since, until=until, agent_id=agent_id, metadata=metadata)
+    if user_id is not None:
+        query = {"user_id": validate_user_id(user_id), **query}
+    if after is not None:
+        window = dict(query.get("updated_at") or {})
+        window["$lte"] = after.updated_at
+        query["updated_at"] = window
+        if after.seen:
+            query["_id"] = {"$nin": list(after.seen)}
+    return query
+
+
+def next_page_cursor(
+    documents: list[Mapping[str, Any]], previous: PageCursor | None, limit: int
+) -> str | None:
+    """The cursor after ``documents`` (``limit + 1`` were asked for: one more means a next page)."""
+    if len(documents) <= limit:
+        return None
+    page = documents[:limit]
+    last = page[-1]["updated_at"]
+    seen = [document["_id"] for document in page if document["updated_at"] == last]
+    if previous is not None and _same_instant(previous.updated_at, last):
+        seen = [*previous.seen, *seen]
+    return PageCursor(last, tuple(seen)).encode()
+
+
+def _same_instant(a: datetime, b: datetime) -> bool:
+    return a.replace(tzinfo=a.tzinfo or timezone.utc) == b.replace(tzinfo=b.tzinfo or timezone.utc)
+
+
+# --- metrics rollups ----------------------------------------------------------------------------
+#
+# ``<collection>_rollups``: one document per (hour, agent_id, model_id), ``$inc``-ed by the write
+# that stores a turn's record (in the same bulkWrite), so dashboards read hours, not turns::
+#
+#     {_id: "2025-01-31T08Z.<agent_id>.<model_id>", hour: Date, agent_id, model_id, turns, failed_turns,
+#      cancelled_turns, inputTokens, outputTokens, totalTokens, cacheReadInputTokens,
+#      cacheWriteInputTokens, latency_ms, latency_max_ms, ttfb_ms, ttfb_turns, tool_calls}
+#
+# A ledger of the turns that ran: deleting a session does not subtract its turns (rollups hold
+# no conversation content). ``metrics backfill`` rebuilds them from the stored turn records.
+
+ROLLUP_INDEXES = (IndexSpec((("hour", 1),), "hour", {}),)
+ROLLUP_TOKEN_FIELDS = (
+    "inputTokens",
+    "outputTokens",
+    "totalTokens",
+    "cacheReadInputTokens",
+    "cacheWriteInputTokens",
+)
+
+
+def rollup_hour(moment: datetime) -> datetime:
+    """The UTC hour a turn that started at ``moment`` is counted in (naive means UTC)."""
+    utc = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return utc.replace(minute=0, second=0, microsecond=0)
+
+
+ROLLUP_HOUR_FORMAT = "%Y-%m-%dT%HZ"
+
+ROLLUP_COVERAGE_ID = "coverage"
+"""The rollups document saying from which hour on they count every turn (``since``).
+
+Each turn's rollup write lowers it to that turn's hour (``$min``); ``metrics backfill`` sets it
+to the epoch. Turns stored before the package wrote rollups are not in them: a query reads
+rollups only over a window that starts at or after a whole hour past ``since``.
+"""
+
+ROLLUPS_FROM_THE_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def rollup_coverage_update(hour: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(filter, update)`` of the upsert recording that rollups count turns from ``hour`` on."""
+    return {"_id": ROLLUP_COVERAGE_ID}, {"$min": {"since": hour}}
+
+
+def rollup_id(hour: datetime, agent_id: str, model_id: str | None) -> str:
+    """``2025-01-31T08Z.<agent_id>[.<model_id>]``: unambiguous, as agent ids hold no ``.``.
+
+    A string, not a sub-document: SecantusDB upserts on a sub-document ``_id`` about 4x slower.
+    """
+    prefix = f"{hour.strftime(ROLLUP_HOUR_FORMAT)}.{agent_id}"
+    return prefix if model_id is None else f"{prefix}.{model_id}"
+
+
+def rollup_key(hour: datetime, agent_id: str, model_id: str | None) -> dict[str, Any]:
+    return {"hour": hour, "agent_id": agent_id, "model_id": model_id}
+
+
+def rollup_increments(record: Mapping[str, Any]) -> dict[str, int | float]:
+    """What one turn record adds to its hour's rollup."""
+    usage: Mapping[str, Any] = record.get("accumulated_usage") or {}
+    timing: Mapping[str, Any] = record.get("accumulated_metrics") or {}
+    increments: dict[str, int | float] = {
+        "turns": 1,
+        "failed_turns": int(record.get("status") == "failed"),
+        "cancelled_turns": int(record.get("status") == "cancelled"),
+        **{name: int(usage.get(name) or 0) for name in ROLLUP_TOKEN_FIELDS},
+        "latency_ms": timing.get("latencyMs") or 0,
+        "tool_calls": int(record.get("tool_calls") or 0),
+    }
+    if timing.get("timeToFirstByteMs") is not None:
+        increments["ttfb_ms"] = timing["timeToFirstByteMs"]
+        increments["ttfb_turns"] = 1
+    if latency_measured(record):  # what the latency mean covers (see metrics.pipelines)
+        increments["latency_sample_ms"] = timing.get("latencyMs") or 0
+        increments["latency_turns"] = 1
+    return increments
+
+
+def latency_measured(record: Mapping[str, Any]) -> bool:
+    """A turn with a model latency to measure: not cancelled, and a model call came back."""
+    calls = record.get("model_calls")
+    return record.get("status") != "cancelled" and (calls is None or calls > 0)
+
+
+def rollup_update(agent_id: str, record: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(filter, update)`` of the upsert counting one turn record in its hour (None: no start time)."""
+    started_at = record.get("started_at")
+    if not isinstance(started_at, datetime):
+        return None
+    key = rollup_key(rollup_hour(started_at), agent_id, record.get("model_id"))
+    timing: Mapping[str, Any] = record.get("accumulated_metrics") or {}
+    update: dict[str, Any] = {
+        "$setOnInsert": dict(key),
+        "$inc": rollup_increments(record),
+    }
+    if latency_measured(record):
+        update["$max"] = {"latency_max_ms": timing.get("latencyMs") or 0}
+    return {"_id": rollup_id(**key)}, update

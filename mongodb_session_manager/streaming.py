@@ -23,8 +23,10 @@ from contextlib import aclosing
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from ._error_text import sanitize_error_message
 from ._redact import redact_uri
-from .errors import ConfigurationError, InvalidSessionInputError
+from .errors import ConfigurationError, InvalidSessionInputError, SessionBusyError, TurnAlreadyStoredError
+from .manager import IDEMPOTENCY_KEY
 
 if TYPE_CHECKING:
     from strands import Agent
@@ -45,6 +47,7 @@ async def stream_text(
     buffer_chunks: int | None = None,
     buffer_ms: float | None = None,
     timeout: float | None = None,
+    idempotency_key: str | None = None,
 ) -> AsyncIterator[str]:
     """Yield the reply's text as it streams; one persisted turn.
 
@@ -52,8 +55,10 @@ async def stream_text(
     milliseconds (whichever comes first when both are set) into one piece, to cut the number of
     network writes. ``timeout`` (seconds, Python 3.11+) bounds the whole turn and stores the
     partial reply with reason ``"timeout"``. Errors are re-raised after the partial reply is stored.
+    ``idempotency_key``: a retried request whose key is stored does not run again; its stored
+    reply is streamed instead (see ``TurnAlreadyStoredError``).
     """
-    turn = _Turn(agent, prompt, session_manager, timeout=timeout)
+    turn = _Turn(agent, prompt, session_manager, timeout=timeout, idempotency_key=idempotency_key)
     buffer = _Buffer(buffer_chunks, buffer_ms)
     try:
         async with aclosing(turn.chunks()) as chunks:
@@ -76,15 +81,17 @@ async def stream_sse(
     buffer_chunks: int | None = None,
     buffer_ms: float | None = None,
     timeout: float | None = None,
+    idempotency_key: str | None = None,
 ) -> AsyncIterator[str]:
     """Yield Server-Sent Event frames for one persisted turn.
 
     ``{"type": "token", "data": "..."}`` per (buffered) chunk, then ``{"type": "done", "metrics":
     {...}}`` with the turn's stored metrics record, or, when the turn fails, ``{"type": "error",
     "error": "...", "incomplete": true}`` (the partial reply is stored). Options as in
-    :func:`stream_text`. Cancellation and disconnects end the stream without a final frame.
+    :func:`stream_text`. Cancellation and disconnects end the stream without a final frame. A
+    replayed turn (its ``idempotency_key`` was stored) ends with ``{"type": "done", "replayed": true}``.
     """
-    turn = _Turn(agent, prompt, session_manager, timeout=timeout)
+    turn = _Turn(agent, prompt, session_manager, timeout=timeout, idempotency_key=idempotency_key)
     buffer = _Buffer(buffer_chunks, buffer_ms)
     try:
         async with aclosing(turn.chunks()) as chunks:
@@ -98,6 +105,9 @@ async def stream_sse(
         return
     if rest := buffer.flush():
         yield sse_frame({"type": "token", "data": rest})
+    if turn.replayed:
+        yield sse_frame({"type": "done", "replayed": True, "metrics": {}})
+        return
     yield sse_frame({"type": "done", "metrics": turn.metrics()})
 
 
@@ -131,6 +141,7 @@ class _Turn:
         session_manager: MongoDBSessionManager,
         *,
         timeout: float | None,
+        idempotency_key: str | None = None,
     ) -> None:
         if timeout is not None and sys.version_info < (3, 11):
             raise ConfigurationError("timeout= needs Python 3.11+ (asyncio.timeout_at)")
@@ -138,6 +149,8 @@ class _Turn:
         self._prompt = prompt
         self._session_manager = session_manager
         self._timeout = timeout
+        self._invocation_state = None if idempotency_key is None else {IDEMPOTENCY_KEY: idempotency_key}
+        self.replayed = False
         self._parts: list[str] = []
         self._metrics_before = session_manager.last_turn_metrics(agent.agent_id)
 
@@ -145,7 +158,7 @@ class _Turn:
         """The reply's text chunks; on any interruption the partial reply is stored first."""
         loop = asyncio.get_running_loop()
         deadline = None if self._timeout is None else loop.time() + self._timeout
-        stream = self._agent.stream_async(self._prompt)
+        stream = self._agent.stream_async(self._prompt, invocation_state=self._invocation_state)
         reason: str | None = None
         try:
             while True:
@@ -153,12 +166,20 @@ class _Turn:
                     event = await _pull(stream, deadline)
                 except StopAsyncIteration:
                     return
+                except TurnAlreadyStoredError as stored:
+                    if stored.reply is None:
+                        raise
+                    self.replayed = True
+                    yield stored.reply_text
+                    return
                 text = event.get("data")
                 if isinstance(text, str) and text:
                     self._parts.append(text)
                     yield text
                 elif "message" in event:  # a whole message was added (and stored): start afresh
                     self._parts.clear()
+        except (TurnAlreadyStoredError, SessionBusyError):
+            raise  # the turn did not run here: nothing of it to keep
         except GeneratorExit:
             reason = "disconnected"
             raise
@@ -245,5 +266,5 @@ class _Buffer:
 
 
 def _describe(exc: BaseException) -> str:
-    detail = redact_uri(str(exc))
+    detail = sanitize_error_message(redact_uri(str(exc)))
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

@@ -48,6 +48,8 @@ __all__ = [
     "ScriptedModelError",
     "ScriptedResponse",
     "ScriptedToolCall",
+    "StrictConversationError",
+    "conversation_problem",
     "default_input_tokens",
 ]
 
@@ -59,6 +61,43 @@ _DEFAULT_CONTEXT_WINDOW = 200_000
 
 class ScriptedModelError(Exception):
     """A simulated provider failure, raised mid-stream by ``error_after_chunks``."""
+
+
+class StrictConversationError(ScriptedModelError):
+    """What a strict provider answers to a conversation it refuses (``ScriptedModel(strict=True)``).
+
+    Bedrock Converse and Anthropic refuse a history whose roles do not alternate, that does not
+    start with a user message, or whose ``toolUse`` is not answered by a ``toolResult`` (same
+    ids) in the very next message. The strict scripted model refuses exactly that, before it
+    streams anything, so a test can tell whether a session is one a real provider accepts.
+    """
+
+
+def conversation_problem(messages: Messages) -> str | None:
+    """Why a strict provider would refuse ``messages``, or None when it accepts them."""
+    if not messages:
+        return "the conversation is empty"
+    if messages[0].get("role") != "user":
+        return "message 0: the conversation must start with a user message"
+    for index, message in enumerate(messages):
+        if index and message.get("role") == messages[index - 1].get("role"):
+            return f"message {index}: two {message.get('role')} messages in a row"
+        wanted = {b["toolUse"]["toolUseId"] for b in message.get("content", []) if "toolUse" in b}
+        answered = set()
+        if index + 1 < len(messages):
+            following = messages[index + 1].get("content", [])
+            answered = {b["toolResult"]["toolUseId"] for b in following if "toolResult" in b}
+        if wanted - answered:
+            return f"message {index}: toolUse {sorted(wanted - answered)} not answered in the next message"
+        if index and any("toolResult" in b for b in message.get("content", [])):
+            previous = messages[index - 1].get("content", [])
+            asked = {b["toolUse"]["toolUseId"] for b in previous if "toolUse" in b}
+            given = {b["toolResult"]["toolUseId"] for b in message.get("content", []) if "toolResult" in b}
+            if given - asked:
+                return f"message {index}: toolResult {sorted(given - asked)} answers no toolUse"
+    if messages[-1].get("role") != "user":
+        return "the conversation must end with a user message"
+    return None
 
 
 @dataclass(frozen=True)
@@ -131,6 +170,10 @@ class ScriptedModel(Model):
     ``respond(messages)``, else replies ``"You said: <last user text>"``. A ``str`` is a plain text
     reply. ``chunk_delay`` seconds are awaited between streamed deltas; with 0 the model still
     yields to the event loop there, as a provider streaming from the network does.
+
+    ``strict=True`` refuses, like Bedrock Converse and Anthropic, any conversation
+    :func:`conversation_problem` finds fault with (`StrictConversationError`, counted in
+    ``refused``). Use it wherever a test resumes a session after a fault.
     """
 
     def __init__(
@@ -141,6 +184,7 @@ class ScriptedModel(Model):
         model_id: str = "scripted-model",
         chunk_delay: float = 0.0,
         loop: bool = False,
+        strict: bool = False,
     ) -> None:
         if isinstance(chunk_delay, bool) or not isinstance(chunk_delay, (int, float)) or chunk_delay < 0:
             raise InvalidSessionInputError(f"chunk_delay must be a number >= 0, got {chunk_delay!r}")
@@ -148,6 +192,8 @@ class ScriptedModel(Model):
         self._respond = respond
         self._chunk_delay = chunk_delay
         self._loop = loop
+        self.strict = strict
+        self.refused: list[str] = []
         self._config: dict[str, Any] = {"model_id": model_id, "context_window_limit": _DEFAULT_CONTEXT_WINDOW}
         self._lock = threading.Lock()
         self._counter = itertools.count()
@@ -184,6 +230,10 @@ class ScriptedModel(Model):
         **kwargs: Any,
     ) -> AsyncGenerator[StreamEvent, None]:
         """Stream the next scripted response as provider events."""
+        problem = conversation_problem(messages) if self.strict else None
+        if problem is not None:
+            self.refused.append(problem)
+            raise StrictConversationError(f"ValidationException: {problem}")
         call = self._next_call(messages)
         for position, event in enumerate(_events(call)):
             if cancel_signal is not None and cancel_signal.is_set():

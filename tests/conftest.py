@@ -19,6 +19,8 @@ import pymongo
 import pytest
 
 from mongodb_session_manager.embedded import EmbeddedServer
+from mongodb_session_manager.factory import close_global_factory
+from mongodb_session_manager.pool import MongoDBConnectionPool
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -40,7 +42,11 @@ def mongodb_uri() -> Iterator[str]:
         yield from _testcontainers_uri()
     else:
         with EmbeddedServer() as server:
-            yield server.uri
+            try:
+                yield server.uri
+            finally:  # while the server still answers, so closing them does not wait for it
+                close_global_factory()
+                MongoDBConnectionPool.default().close()
 
 
 def _testcontainers_uri() -> Iterator[str]:

@@ -12,12 +12,13 @@ from typing import Any
 from pymongo import MongoClient
 
 from .._driver_errors import translate_driver_errors
-from .._redact import redact_uri
+from .._redact import redact_connection_string
 from ..errors import ConfigurationError
 from ..pool import new_client
 from ..repository import MongoDBSessionRepository
 
 __all__ = [
+    "EXIT_AUTH",
     "EXIT_CONFLICT",
     "EXIT_ERROR",
     "EXIT_INTERRUPTED",
@@ -27,6 +28,7 @@ __all__ = [
     "EXIT_USAGE",
     "SERVER_SELECTION_TIMEOUT_MS",
     "CLIError",
+    "configured_uri",
     "connect",
     "open_repository",
     "resolve_uri",
@@ -40,6 +42,7 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_NOT_FOUND = 4
 EXIT_CONFLICT = 5
+EXIT_AUTH = 6
 EXIT_INTERRUPTED = 130
 
 SERVER_SELECTION_TIMEOUT_MS = 3000
@@ -54,9 +57,15 @@ class CLIError(Exception):
         self.exit_code = exit_code
 
 
+def configured_uri(args: argparse.Namespace) -> str | None:
+    """``--uri``, else ``MONGODB_URI``, else None (the one connection string a command may use)."""
+    uri: str | None = getattr(args, "uri", None) or os.environ.get("MONGODB_URI")
+    return uri
+
+
 def resolve_uri(args: argparse.Namespace) -> str:
     """``--uri``, else ``MONGODB_URI``, else a clear error."""
-    uri: str | None = args.uri or os.environ.get("MONGODB_URI")
+    uri = configured_uri(args)
     if not uri:
         raise CLIError("no MongoDB connection string: pass --uri or set MONGODB_URI", EXIT_USAGE)
     return uri
@@ -66,11 +75,14 @@ def connect(uri: str) -> MongoClient[Document]:
     """A new client with a short server selection timeout (unless the URI sets its own).
 
     Nothing is sent yet: an unreachable server shows up on the first command, as
-    ``StoreUnavailableError``, within the timeout.
+    ``StoreUnavailableError``, within the timeout. The connection string is checked here, and a
+    bad one is reported without its password (and without pymongo's wording, which may quote it).
     """
+    shown = redact_connection_string(uri)
     if not uri.startswith(_SCHEMES):
         raise CLIError(
-            f"not a MongoDB connection string (expected mongodb:// or mongodb+srv://): {redact_uri(uri)}",
+            f"not a MongoDB connection string (expected mongodb:// or mongodb+srv://, "
+            f"in lower case): {shown}",
             EXIT_USAGE,
         )
     options: dict[str, Any] = {}
@@ -81,10 +93,8 @@ def connect(uri: str) -> MongoClient[Document]:
             warnings.simplefilter("error")  # pymongo warns (and ignores) bad option values
             with translate_driver_errors("connect"):
                 return new_client(uri, **options)
-    except (ValueError, UserWarning) as exc:
-        raise CLIError(f"invalid connection string {redact_uri(uri)}: {exc}", EXIT_USAGE) from exc
-    except ConfigurationError as exc:
-        raise CLIError(f"invalid connection string {redact_uri(uri)}: {exc}", EXIT_USAGE) from exc
+    except (ValueError, UserWarning, ConfigurationError) as exc:
+        raise CLIError(f"invalid connection string {shown}: {exc}", EXIT_USAGE) from exc
 
 
 @contextmanager

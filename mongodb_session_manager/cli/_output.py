@@ -12,8 +12,8 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, cast
 
 from bson import ObjectId
 
@@ -29,6 +29,8 @@ __all__ = [
     "TOTAL_FIELDS",
     "TURN_COLUMNS",
     "describe_block",
+    "incomplete_reason",
+    "iso_utc",
     "make_console",
     "message_text_block",
     "plain",
@@ -45,15 +47,30 @@ RICH_HINT = "pip install 'mongodb-session-manager[cli]'"
 _ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green"}
 
 
-def make_console(*, stderr: bool = False) -> Console:
-    """A rich console on the current stdout (or stderr); 120 columns when not a terminal."""
+def make_console(*, stderr: bool = False, quiet: bool = False) -> Console:
+    """A rich console on the current stdout (or stderr); 120 columns when not a terminal.
+
+    ``quiet``: a console that draws nothing (a command whose ``--json`` output replaces it).
+    """
+    if quiet:
+        return cast("Console", _Silent())
     try:
         from rich.console import Console
     except ImportError:
         raise CLIError(f"this command needs the 'rich' package: {RICH_HINT}") from None
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False, quiet=quiet)
+
+
+class _Silent:
+    """Stands in for a rich console that must draw nothing (so ``--json`` needs no rich)."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        """Draw nothing."""
+
+    def rule(self, *objects: Any, **options: Any) -> None:
+        """Draw nothing."""
 
 
 # --- machine output -----------------------------------------------------------------------------
@@ -66,12 +83,18 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [plain(item) for item in value]
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_utc(value)
     if isinstance(value, bytes):
         return {"base64": base64.b64encode(value).decode("ascii")}
     if isinstance(value, ObjectId):
         return str(value)
     return value
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 with the zone, in UTC: ``2025-01-31T12:00:00.123000Z`` (the driver returns naive UTC)."""
+    aware = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return aware.isoformat().replace("+00:00", "Z")
 
 
 def print_json(data: Any) -> None:
@@ -131,8 +154,29 @@ def render_conversation(console: Console, messages: Iterable[Mapping[str, Any]])
     return count
 
 
-def message_text_block(message: Mapping[str, Any], *, prefix: str = "") -> Text:
-    """One message as rich text: ``role: content``, one line per content block."""
+def incomplete_reason(document: Mapping[str, Any]) -> str | None:
+    """Why a stored reply broke off (error, cancel, timeout...), or None for a complete message.
+
+    The mark is the message's ``metadata.custom.incomplete`` (what Strands code sees) or the
+    document's ``incomplete`` field (what the store adds).
+    """
+    message: Mapping[str, Any] = document.get("message") or {}
+    custom = (message.get("metadata") or {}).get("custom") or {}
+    stored = document.get("incomplete")
+    if isinstance(stored, Mapping):
+        return str(stored.get("reason") or custom.get("reason") or "unknown")
+    if isinstance(custom, Mapping) and custom.get("incomplete"):
+        return str(custom.get("reason") or "unknown")
+    return None
+
+
+def message_text_block(
+    message: Mapping[str, Any], *, prefix: str = "", incomplete: str | None = None
+) -> Text:
+    """One message as rich text: ``role: content``, one line per content block.
+
+    ``incomplete``: the reason a reply broke off; it is marked under the message.
+    """
     from rich.text import Text
 
     role = str(message.get("role", "?"))
@@ -142,6 +186,8 @@ def message_text_block(message: Mapping[str, Any], *, prefix: str = "") -> Text:
     text.append(lines[0])
     for line in lines[1:]:
         text.append("\n" + " " * (len(prefix) + 11) + line)
+    if incomplete is not None:
+        text.append(f"\n{' ' * (len(prefix) + 11)}[incomplete reply: {incomplete}]", style="bold yellow")
     return text
 
 

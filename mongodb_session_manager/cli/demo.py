@@ -20,20 +20,23 @@ from uuid import uuid4
 from strands import Agent, tool
 from strands.models import Model
 
-from .._redact import redact_uri
+from .._redact import redact_connection_string
 from ..embedded import local_mongodb
 from ..errors import MongoDBSessionError
 from ..manager import MongoDBSessionManager
 from ..testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
-from ._common import EXIT_ERROR, CLIError, connect
+from ._common import EXIT_ERROR, CLIError, configured_uri, connect
+from ._hints import command_line
 from ._output import (
     describe_block,
     make_console,
+    print_json,
     render_conversation,
     totals_table,
     turn_rows,
     turns_table,
 )
+from ._parser import PROG
 from .sessions import conversation
 
 if TYPE_CHECKING:
@@ -87,11 +90,14 @@ def scripted_model(*, chunk_delay: float = CHUNK_DELAY) -> ScriptedModel:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """The ``demo`` command: converse, restore with a new manager, print the metrics."""
-    console = make_console()
+    """The ``demo`` command: converse, restore with a new manager, print the metrics.
+
+    With ``--json`` nothing streams to the terminal; one JSON document reports the run.
+    """
+    console = make_console(quiet=args.json)
     session_id: str = args.session_id or f"demo-{uuid4().hex[:10]}"
     with ExitStack() as stack:
-        embedded = not (args.uri or os.environ.get("MONGODB_URI"))
+        embedded = not configured_uri(args)
         if args.uri:
             uri, origin = args.uri, "--uri"
         elif not embedded:
@@ -102,7 +108,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 stack.enter_context(local_mongodb()),
                 "embedded SecantusDB, stopped when the demo ends",
             )
-        console.print(f"[bold]Server[/bold]: {_escape(redact_uri(uri))} ({origin})", soft_wrap=True)
+        shown = redact_connection_string(uri)
+        console.print(f"[bold]Server[/bold]: {_escape(shown)} ({origin})", soft_wrap=True)
         console.print(f"[bold]Session[/bold]: {_escape(session_id)} in {args.database}.{args.collection}\n")
 
         client = stack.enter_context(connect(uri))
@@ -134,12 +141,35 @@ def run_demo(args: argparse.Namespace) -> int:
             session_id, client=restored_client, database_name=args.database, collection_name=args.collection
         )
         with restored:
-            restored_agent = _agent(args, restored)
-            count = render_conversation(console, restored_agent.messages)
-            console.print(f"({count} messages restored)\n")
-            _report(console, restored, session_id)
-        if not embedded:
-            console.print(f"\nSee it again: mongodb-session-manager sessions show {session_id}")
+            messages = list(_agent(args, restored).messages)
+            document = restored.repository.load_session_document(session_id) or {}
+            turns = turn_rows(conversation(restored.repository, session_id))
+        if not args.json:  # drawing needs rich; the JSON report does not
+            render_conversation(console, messages)
+            console.print(f"({len(messages)} messages restored)\n")
+            console.print(turns_table(turns, title="Metrics per turn"))
+            console.print(totals_table(document.get("totals") or {}))
+        hint = None if embedded else command_line(args, "sessions", "show", session_id, uri=uri)
+        if hint is not None:
+            console.print(f"\nSee it again: {_escape(hint)}", soft_wrap=True)
+        else:
+            console.print(
+                f"\nTo keep sessions after the demo: {PROG} serve-db, then set MONGODB_URI", soft_wrap=True
+            )
+    if args.json:
+        print_json(
+            {
+                "server": shown,
+                "embedded": embedded,
+                "database": args.database,
+                "collection": args.collection,
+                "session_id": session_id,
+                "messages": messages,
+                "turns": turns,
+                "totals": document.get("totals") or {},
+                "see_again": hint,
+            }
+        )
     return 0
 
 
@@ -176,14 +206,9 @@ def _print_tool_blocks(console: Console, message: Mapping[str, Any]) -> None:
         console.print("\n           ", end="")
 
 
-def _report(console: Console, manager: MongoDBSessionManager, session_id: str) -> None:
-    repository = manager.repository
-    document = repository.load_session_document(session_id) or {}
-    console.print(turns_table(turn_rows(conversation(repository, session_id)), title="Metrics per turn"))
-    console.print(totals_table(document.get("totals") or {}))
-
-
 def _escape(text: str) -> str:
-    from rich.markup import escape
-
+    try:
+        from rich.markup import escape
+    except ImportError:  # --json: nothing is drawn, so rich may be absent
+        return text
     return escape(text)

@@ -8,59 +8,26 @@ tool that reads Extended JSON (``mongoimport``, ``bson.json_util``) reads it too
     {"format": "mongodb-session-manager/export", "format_version": 1, "exported_at": ...,
      "session": {...}, "message_count": N, "messages": [{...}, ...]}
 
-Writing streams one message at a time, so a long conversation is never held in memory.
+Writing streams one message at a time, so a long conversation is never held in memory. The
+encoding lives in :mod:`.._export`, shared with ``repository.prune(archive_to=...)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
 from datetime import timezone
-from typing import IO, Any
+from typing import Any
 
 from bson import json_util
-from bson.json_util import RELAXED_JSON_OPTIONS, JSONOptions
+from bson.json_util import JSONOptions
 
-from ..schema import utcnow
+from .._export import FORMAT, FORMAT_VERSION, write_export
 from ._common import EXIT_USAGE, CLIError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "read_export", "write_export"]
 
-FORMAT = "mongodb-session-manager/export"
-FORMAT_VERSION = 1
 _READ_OPTIONS = JSONOptions(tz_aware=True, tzinfo=timezone.utc)
 
 Document = dict[str, Any]
-
-
-def _dumps(value: Any) -> str:
-    return json_util.dumps(value, json_options=RELAXED_JSON_OPTIONS, ensure_ascii=False)
-
-
-def write_export(
-    out: IO[str],
-    session: Mapping[str, Any],
-    messages: Iterable[Mapping[str, Any]],
-    *,
-    message_count: int,
-    on_message: Callable[[], None] | None = None,
-) -> int:
-    """Write the export to ``out``; returns the number of messages written."""
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "exported_at": utcnow(),
-        "session": session,
-        "message_count": message_count,
-    }
-    out.write(_dumps(header)[:-1] + ', "messages": [')
-    written = 0
-    for message in messages:
-        out.write(("\n  " if written == 0 else ",\n  ") + _dumps(message))
-        written += 1
-        if on_message is not None:
-            on_message()
-    out.write("\n]}\n")
-    return written
 
 
 def read_export(text: str, *, source: str) -> tuple[Document, list[Document]]:

@@ -22,7 +22,7 @@ from typing import Any
 
 try:
     from fastapi import HTTPException
-    from fastapi.responses import StreamingResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "mongodb_session_manager.integrations.fastapi needs FastAPI; "
@@ -30,15 +30,25 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .. import schema
+from .._error_text import sanitize_error_message
 from .._io import run_io
-from ..errors import InvalidSessionInputError
+from ..errors import (
+    InvalidSessionInputError,
+    MongoDBSessionError,
+    SessionBusyError,
+    SessionNotFoundError,
+    StoreUnavailableError,
+)
 from ..factory import close_global_factory, get_global_factory, initialize_global_factory
 from ..manager import MongoDBSessionManager
 
 __all__ = [
+    "HTTP_STATUS",
     "SSE_HEADERS",
     "ClosingStreamingResponse",
+    "add_exception_handlers",
     "get_session_manager",
+    "http_status",
     "session_manager_dependency",
     "session_manager_lifespan",
     "sse_response",
@@ -48,6 +58,39 @@ __all__ = [
 DEFAULT_POOL_OPTIONS: Mapping[str, Any] = {"maxPoolSize": 100}
 # No caching, and no buffering by proxies such as nginx: frames must reach the browser as sent.
 SSE_HEADERS: Mapping[str, str] = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+# What a caller does next, as an HTTP status (see the tree in :mod:`..errors`).
+HTTP_STATUS: Mapping[type[MongoDBSessionError], int] = {
+    InvalidSessionInputError: 400,
+    SessionNotFoundError: 404,
+    SessionBusyError: 409,
+    StoreUnavailableError: 503,
+}
+
+
+def http_status(error: MongoDBSessionError) -> int:
+    """The HTTP status for one of this package's errors (500 for the rest)."""
+    for kind, status in HTTP_STATUS.items():
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def add_exception_handlers(app: Any) -> None:
+    """Answer this package's errors as JSON with their status: bad input 400, unknown session 404,
+    a session busy with another writer 409, the store unreachable 503.
+
+    The body is ``{"detail": "..."}`` (the error's sanitised message), as FastAPI's own errors are.
+    """
+
+    async def handle(request: Any, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, MongoDBSessionError)
+        status = http_status(exc)
+        detail = sanitize_error_message(str(exc)) if status < 500 else type(exc).__name__
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    app.add_exception_handler(MongoDBSessionError, handle)
 
 
 def session_manager_lifespan(
@@ -91,7 +134,8 @@ def session_manager_dependency(
     """A dependency giving each request a manager for its ``session_id`` (path or query parameter).
 
     With ``agent_id`` the agent's messages are preloaded, so building the ``Agent`` does no I/O.
-    ``overrides`` are :class:`MongoDBSessionManager` options. A bad session id answers 400.
+    ``overrides`` are :class:`MongoDBSessionManager` options. A bad session id answers 400, a
+    session another writer holds 409.
     """
 
     async def dependency(session_id: str) -> AsyncIterator[MongoDBSessionManager]:
@@ -99,8 +143,8 @@ def session_manager_dependency(
             manager = await get_global_factory().acreate_session_manager(
                 session_id, agent_id=agent_id, **overrides
             )
-        except InvalidSessionInputError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        except (InvalidSessionInputError, SessionBusyError) as exc:
+            raise HTTPException(status_code=http_status(exc), detail=str(exc)) from exc
         try:
             yield manager
         finally:

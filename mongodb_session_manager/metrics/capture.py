@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from strands.types.content import Message
 
+from .._error_text import error_summary
 from ..schema import utcnow
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class TurnTracker:
             "tools": tools,
         }
         if self.error is not None:
-            record["error"] = {"type": type(self.error).__name__, "message": str(self.error)[:2000]}
+            record["error"] = error_summary(self.error)
         totals: dict[str, int] = {
             "turns": 1,
             "failedTurns": int(status == "failed"),

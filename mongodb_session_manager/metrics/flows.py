@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from .. import schema
 from .._validation import validate_session_id
 from ..errors import InvalidSessionInputError, SessionNotFoundError
 from . import pipelines
@@ -26,7 +27,7 @@ from .models import (
     TurnMetrics,
     _utc,
 )
-from .pipelines import GroupBy, RankBy
+from .pipelines import GroupBy, RankBy, Source
 
 __all__ = [
     "MAX_PAGE",
@@ -38,12 +39,15 @@ __all__ = [
     "narrow_by_metadata",
     "parse_group",
     "parse_rank",
+    "parse_rollup_group",
     "parse_tool",
     "parse_turn",
+    "rollups_cover",
     "session_metrics_flow",
     "summary_flow",
     "tool_usage_flow",
     "top_sessions_flow",
+    "use_rollups",
 ]
 
 MAX_PAGE = 1000
@@ -121,6 +125,7 @@ def parse_group(document: Mapping[str, Any] | None, *, key: str | datetime | Non
         key=_utc(key) if isinstance(key, datetime) else key,
         turns=turns,
         failed_turns=document["failed_turns"],
+        cancelled_turns=document.get("cancelled_turns", 0),
         error_rate=document["failed_turns"] / turns if turns else 0.0,
         input_tokens=document["input_tokens"],
         output_tokens=document["output_tokens"],
@@ -132,6 +137,8 @@ def parse_group(document: Mapping[str, Any] | None, *, key: str | datetime | Non
         latency_p50_ms=latency[0],
         latency_p95_ms=latency[1],
         latency_p99_ms=latency[2],
+        latency_max_ms=document.get("latency_max_ms"),
+        ttfb_avg_ms=document.get("ttfb_avg_ms"),
         ttfb_p50_ms=ttfb[0],
         ttfb_p95_ms=ttfb[1],
         tool_calls=document["tool_calls"],
@@ -156,7 +163,7 @@ def parse_rank(document: Mapping[str, Any]) -> SessionRank:
 class Aggregate:
     """One aggregation to run: on which collection, the pipeline, and the index to read through."""
 
-    target: Literal["sessions", "messages"]
+    target: Literal["sessions", "messages", "rollups"]
     pipeline: list[dict[str, Any]]
     hint: str | None = None
     operation: str = field(default="query metrics", compare=False)
@@ -220,7 +227,70 @@ def narrow_by_metadata(
     return metrics_filter.model_copy(update={"session_ids": tuple(session_ids), "metadata": {}})
 
 
-def summary_flow(metrics_filter: MetricsFilter | None, *, sessions_collection: str) -> Flow[MetricsGroup]:
+def use_rollups(source: Source, metrics_filter: MetricsFilter | None, *, timezone: str = "UTC") -> bool:
+    """Whether a query reads the hourly rollups: ``auto`` when they answer the filter exactly."""
+    if source not in ("auto", "turns", "rollups"):
+        raise InvalidSessionInputError(f"source must be 'auto', 'turns' or 'rollups'; got {source!r}")
+    if source == "turns":
+        return False
+    refusal = pipelines.rollups_refusal(metrics_filter, timezone=timezone)
+    if source == "rollups" and refusal is not None:
+        raise InvalidSessionInputError(f"source='rollups' cannot answer this query: {refusal}")
+    return refusal is None
+
+
+def rollups_cover(
+    source: Source, metrics_filter: MetricsFilter | None
+) -> Generator[Aggregate, list[Document], bool]:
+    """``auto``: the rollups count every turn of the window (they started before it, or were backfilled)."""
+    if source == "rollups":
+        return True
+    rows = yield Aggregate("rollups", [{"$match": {"_id": schema.ROLLUP_COVERAGE_ID}}])
+    since = rows[0].get("since") if rows else None
+    if since is None:
+        return False
+    since = _utc(since)
+    if since <= schema.ROLLUPS_FROM_THE_START:
+        return True
+    start = None if metrics_filter is None else metrics_filter.since
+    return start is not None and _utc(start) >= since + timedelta(hours=1)
+
+
+def parse_rollup_group(
+    document: Mapping[str, Any] | None, *, key: str | datetime | None = None
+) -> MetricsGroup:
+    """A ``$group`` row over rollups (sums and maxima; no percentiles)."""
+    if document is None or not document.get("turns"):
+        return MetricsGroup(key=key if document is None else document.get("_id", key))
+    turns = int(document["turns"])
+    ttfb_turns = int(document.get("ttfb_turns") or 0)
+    latency_turns = int(document.get("latency_turns") or 0)
+    key = document.get("_id", key)
+    return MetricsGroup(
+        key=_utc(key) if isinstance(key, datetime) else key,
+        turns=turns,
+        failed_turns=document["failed_turns"],
+        cancelled_turns=document["cancelled_turns"],
+        error_rate=document["failed_turns"] / turns,
+        input_tokens=document["input_tokens"],
+        output_tokens=document["output_tokens"],
+        total_tokens=document["total_tokens"],
+        cache_read_input_tokens=document["cache_read_input_tokens"],
+        cache_write_input_tokens=document["cache_write_input_tokens"],
+        latency_ms=document["latency_ms"],
+        latency_avg_ms=document["latency_sample_ms"] / latency_turns if latency_turns else None,
+        latency_max_ms=document.get("latency_max_ms"),
+        ttfb_avg_ms=document["ttfb_ms"] / ttfb_turns if ttfb_turns else None,
+        tool_calls=document["tool_calls"],
+    )
+
+
+def summary_flow(
+    metrics_filter: MetricsFilter | None, *, sessions_collection: str, source: Source = "auto"
+) -> Flow[MetricsGroup]:
+    if use_rollups(source, metrics_filter) and (yield from rollups_cover(source, metrics_filter)):
+        rows = yield Aggregate("rollups", pipelines.rollup_summary_pipeline(metrics_filter))
+        return parse_rollup_group(rows[0] if rows else None)
     metrics_filter = yield from narrow_by_metadata(metrics_filter)
     rows = yield Aggregate(
         "messages",
@@ -231,9 +301,21 @@ def summary_flow(metrics_filter: MetricsFilter | None, *, sessions_collection: s
 
 
 def group_flow(
-    by: GroupBy, metrics_filter: MetricsFilter | None, *, sessions_collection: str, timezone: str
+    by: GroupBy,
+    metrics_filter: MetricsFilter | None,
+    *,
+    sessions_collection: str,
+    timezone: str,
+    source: Source = "auto",
 ) -> Flow[list[MetricsGroup]]:
     pipelines.group_key(by, timezone=timezone)  # refuse a bad grouping before any query
+    if use_rollups(source, metrics_filter, timezone=timezone) and (
+        yield from rollups_cover(source, metrics_filter)
+    ):
+        rollup_rows = yield Aggregate(
+            "rollups", pipelines.rollup_group_pipeline(by, metrics_filter, timezone=timezone)
+        )
+        return [parse_rollup_group(row) for row in rollup_rows]
     metrics_filter = yield from narrow_by_metadata(metrics_filter)
     pipeline = pipelines.group_pipeline(
         by, metrics_filter, sessions_collection=sessions_collection, timezone=timezone

@@ -114,11 +114,18 @@ class SessionMetrics(_Result):
 
 
 class MetricsGroup(_Result):
-    """Aggregates over a set of turns: the whole filter (``key`` None) or one day/hour/model/agent."""
+    """Aggregates over a set of turns: the whole filter (``key`` None) or one day/hour/model/agent.
+
+    The latency mean and percentiles cover the turns with a model latency to measure: cancelled
+    turns and turns without a finished model call count in ``turns``, not in the latency stats.
+    Read from the hourly rollups, the percentile fields are None (rollups keep sums and maxima);
+    ``source="turns"`` computes them from the turn records.
+    """
 
     key: str | datetime | None
     turns: int = 0
     failed_turns: int = 0
+    cancelled_turns: int = 0
     error_rate: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -130,6 +137,8 @@ class MetricsGroup(_Result):
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
+    latency_max_ms: int | None = None
+    ttfb_avg_ms: float | None = None
     ttfb_p50_ms: float | None = None
     ttfb_p95_ms: float | None = None
     tool_calls: int = 0

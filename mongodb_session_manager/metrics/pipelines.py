@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any, Literal
 
 from .._validation import validate_metadata_filter
@@ -40,11 +41,18 @@ __all__ = [
     "TURN_INDEX",
     "GroupBy",
     "RankBy",
+    "Source",
     "filter_stages",
     "group_key",
     "group_pipeline",
     "metadata_sessions_pipeline",
     "rank_field",
+    "rollup_backfill_pipeline",
+    "rollup_group_pipeline",
+    "rollup_key",
+    "rollup_match",
+    "rollup_summary_pipeline",
+    "rollups_refusal",
     "session_totals_pipeline",
     "session_turns_pipeline",
     "summary_pipeline",
@@ -175,28 +183,51 @@ def session_turns_pipeline(session_id: str, *, skip: int, limit: int) -> list[di
 # --- across sessions --------------------------------------------------------------------------
 
 
+def _latency_sample() -> dict[str, Any]:
+    """A turn's model latency, or null for a turn that has none to measure.
+
+    A cancelled turn, or one that ended before any model call returned, stores 0 ms: counted,
+    it would drag the mean below the median. ``$avg`` and ``$percentile`` skip nulls.
+    """
+    measured = {
+        "$and": [
+            {"$ne": [_M + "status", "cancelled"]},
+            {"$gt": [{"$ifNull": [_M + "model_calls", 1]}, 0]},
+        ]
+    }
+    return {"$cond": [measured, _M + "accumulated_metrics.latencyMs", None]}
+
+
+def _status_count(status: str) -> dict[str, Any]:
+    return {"$sum": {"$cond": [{"$eq": [_M + "status", status]}, 1, 0]}}
+
+
 def _aggregates() -> dict[str, Any]:
     """``$group`` accumulators shared by the summary and every grouping."""
     latency = _M + "accumulated_metrics.latencyMs"
+    sample = _latency_sample()
     ttfb = _M + "accumulated_metrics.timeToFirstByteMs"
     usage = _M + "accumulated_usage."
     return {
         "turns": {"$sum": 1},
-        "failed_turns": {"$sum": {"$cond": [{"$eq": [_M + "status", "failed"]}, 1, 0]}},
+        "failed_turns": _status_count("failed"),
+        "cancelled_turns": _status_count("cancelled"),
         "input_tokens": {"$sum": usage + "inputTokens"},
         "output_tokens": {"$sum": usage + "outputTokens"},
         "total_tokens": {"$sum": usage + "totalTokens"},
         "cache_read_input_tokens": {"$sum": usage + "cacheReadInputTokens"},
         "cache_write_input_tokens": {"$sum": usage + "cacheWriteInputTokens"},
         "latency_ms": {"$sum": latency},
-        "latency_avg_ms": {"$avg": latency},
-        "latency_percentiles": _percentile(latency, LATENCY_PERCENTILES),
+        "latency_avg_ms": {"$avg": sample},
+        "latency_max_ms": {"$max": sample},
+        "ttfb_avg_ms": {"$avg": ttfb},
+        "latency_percentiles": _percentile(sample, LATENCY_PERCENTILES),
         "ttfb_percentiles": _percentile(ttfb, TTFB_PERCENTILES),
         "tool_calls": {"$sum": _M + "tool_calls"},
     }
 
 
-def _percentile(path: str, ps: tuple[float, ...]) -> dict[str, Any]:
+def _percentile(path: str | dict[str, Any], ps: tuple[float, ...]) -> dict[str, Any]:
     return {"$percentile": {"input": path, "p": list(ps), "method": "approximate"}}
 
 
@@ -286,7 +317,7 @@ def top_sessions_pipeline(
                 "output_tokens": {"$sum": usage + "outputTokens"},
                 "total_tokens": {"$sum": usage + "totalTokens"},
                 "latency_ms": {"$sum": latency},
-                "latency_avg_ms": {"$avg": latency},
+                "latency_avg_ms": {"$avg": _latency_sample()},
                 "first_turn_at": {"$min": _M + "started_at"},
                 "last_turn_at": {"$max": _M + "started_at"},
             }
@@ -294,3 +325,155 @@ def top_sessions_pipeline(
         {"$sort": {field: -1, "_id": 1}},
         {"$limit": limit},
     ]
+
+
+# --- rollups: one document per (hour, agent_id, model_id) -------------------------------------
+
+Source = Literal["auto", "turns", "rollups"]
+
+
+def rollups_refusal(metrics_filter: MetricsFilter | None, *, timezone: str = "UTC") -> str | None:
+    """Why the hourly rollups cannot answer ``metrics_filter`` exactly (None: they can)."""
+    if metrics_filter is None:
+        return None if timezone == "UTC" else "rollups are hours in UTC; pass timezone='UTC'"
+    if metrics_filter.session_ids is not None:
+        return "rollups are not kept per session (session_ids)"
+    if metrics_filter.metadata:
+        return "rollups are not kept per session metadata"
+    for name in ("since", "until"):
+        moment: datetime | None = getattr(metrics_filter, name)
+        utc = None if moment is None else moment.astimezone(dt_timezone.utc)  # +05:30 is not on the hour
+        if moment is not None and utc is not None and (utc.minute, utc.second, utc.microsecond) != (0, 0, 0):
+            return f"rollups count whole hours; {name} ({moment.isoformat()}) is not on the hour"
+    if timezone != "UTC":
+        return "rollups are hours in UTC; pass timezone='UTC'"
+    return None
+
+
+def rollup_match(metrics_filter: MetricsFilter | None) -> dict[str, Any]:
+    match: dict[str, Any] = {"hour": {"$type": "date"}}  # not the coverage document
+    if metrics_filter is None:
+        return match
+    hours: dict[str, Any] = {"$type": "date"}
+    if metrics_filter.since is not None:
+        hours["$gte"] = metrics_filter.since
+    if metrics_filter.until is not None:
+        hours["$lt"] = metrics_filter.until
+    if hours:
+        match["hour"] = hours
+    if metrics_filter.agent_id is not None:
+        match["agent_id"] = metrics_filter.agent_id
+    if metrics_filter.model_id is not None:
+        match["model_id"] = metrics_filter.model_id
+    return match
+
+
+def _rollup_aggregates() -> dict[str, Any]:
+    sums = (
+        "turns",
+        "failed_turns",
+        "cancelled_turns",
+        "latency_ms",
+        "ttfb_ms",
+        "ttfb_turns",
+        "latency_sample_ms",
+        "latency_turns",
+        "tool_calls",
+    )
+    tokens = {
+        "input_tokens": "inputTokens",
+        "output_tokens": "outputTokens",
+        "total_tokens": "totalTokens",
+        "cache_read_input_tokens": "cacheReadInputTokens",
+        "cache_write_input_tokens": "cacheWriteInputTokens",
+    }
+    return {
+        **{name: {"$sum": "$" + name} for name in sums},
+        **{name: {"$sum": "$" + stored} for name, stored in tokens.items()},
+        "latency_max_ms": {"$max": "$latency_max_ms"},
+    }
+
+
+def rollup_key(by: GroupBy, *, timezone: str = "UTC") -> Any:
+    if by in ("day", "hour"):
+        return {"$dateTrunc": {"date": "$hour", "unit": by, "timezone": timezone}}
+    if by == "model":
+        return "$model_id"
+    if by == "agent":
+        return "$agent_id"
+    raise InvalidSessionInputError(f"group_by must be one of 'day', 'hour', 'model', 'agent'; got {by!r}")
+
+
+def rollup_summary_pipeline(metrics_filter: MetricsFilter | None) -> list[dict[str, Any]]:
+    return [{"$match": rollup_match(metrics_filter)}, {"$group": {"_id": None, **_rollup_aggregates()}}]
+
+
+def rollup_group_pipeline(
+    by: GroupBy, metrics_filter: MetricsFilter | None, *, timezone: str = "UTC"
+) -> list[dict[str, Any]]:
+    return [
+        {"$match": rollup_match(metrics_filter)},
+        {"$group": {"_id": rollup_key(by, timezone=timezone), **_rollup_aggregates()}},
+        {"$sort": {"_id": 1}},
+    ]
+
+
+def rollup_backfill_pipeline(rollups_collection: str, hour_format: str) -> list[dict[str, Any]]:
+    """Every stored turn record counted into its hour, merged over the rollups (replacing them).
+
+    The ``_id`` is built as ``schema.rollup_id`` builds it, so later turns ``$inc`` the same documents.
+    """
+    usage = _M + "accumulated_usage."
+    timing = _M + "accumulated_metrics."
+    hour = {"$dateTrunc": {"date": _M + "started_at", "unit": "hour"}}
+    key = {"hour": hour, "agent_id": "$agent_id", "model_id": {"$ifNull": [_M + "model_id", None]}}
+    ttfb = timing + "timeToFirstByteMs"
+    return [
+        {"$match": {**_IS_TURN, "event_loop_metrics.started_at": {"$type": "date"}}},
+        {
+            "$group": {
+                "_id": key,
+                "turns": {"$sum": 1},
+                "failed_turns": {"$sum": {"$cond": [{"$eq": [_M + "status", "failed"]}, 1, 0]}},
+                "cancelled_turns": {"$sum": {"$cond": [{"$eq": [_M + "status", "cancelled"]}, 1, 0]}},
+                **{name: {"$sum": {"$ifNull": [usage + name, 0]}} for name in _ROLLUP_TOKENS},
+                "latency_ms": {"$sum": {"$ifNull": [timing + "latencyMs", 0]}},
+                "latency_max_ms": {"$max": _latency_sample()},
+                "latency_sample_ms": {"$sum": {"$ifNull": [_latency_sample(), 0]}},
+                "latency_turns": {"$sum": {"$cond": [{"$eq": [_latency_sample(), None]}, 0, 1]}},
+                "ttfb_ms": {"$sum": {"$ifNull": [ttfb, 0]}},
+                "ttfb_turns": {"$sum": {"$cond": [{"$eq": [{"$type": ttfb}, "missing"]}, 0, 1]}},
+                "tool_calls": {"$sum": {"$ifNull": [_M + "tool_calls", 0]}},
+            }
+        },
+        {"$set": {"hour": "$_id.hour", "agent_id": "$_id.agent_id", "model_id": "$_id.model_id"}},
+        {
+            "$set": {
+                "_id": {
+                    "$concat": [
+                        {"$dateToString": {"date": "$hour", "format": hour_format}},
+                        ".",
+                        "$agent_id",
+                        {"$cond": [{"$eq": ["$model_id", None]}, "", {"$concat": [".", "$model_id"]}]},
+                    ]
+                }
+            }
+        },
+        {
+            "$merge": {
+                "into": rollups_collection,
+                "on": "_id",
+                "whenMatched": "replace",
+                "whenNotMatched": "insert",
+            }
+        },
+    ]
+
+
+_ROLLUP_TOKENS = (
+    "inputTokens",
+    "outputTokens",
+    "totalTokens",
+    "cacheReadInputTokens",
+    "cacheWriteInputTokens",
+)

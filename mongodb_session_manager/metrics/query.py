@@ -18,6 +18,8 @@ import inspect
 from typing import Any, TypeVar
 
 from .._driver_errors import translate_driver_errors
+from .._index_registry import indexes_ready
+from ..schema import MESSAGE_INDEXES
 from .flows import (
     Aggregate,
     Document,
@@ -39,7 +41,7 @@ from .models import (
     TurnError,
     TurnMetrics,
 )
-from .pipelines import GroupBy, RankBy
+from .pipelines import GroupBy, RankBy, Source
 
 __all__ = [
     "AsyncMetricsQuery",
@@ -51,6 +53,7 @@ __all__ = [
     "RankBy",
     "SessionMetrics",
     "SessionRank",
+    "Source",
     "ToolStats",
     "ToolUsage",
     "TurnError",
@@ -63,8 +66,31 @@ T = TypeVar("T")
 # --- shells -----------------------------------------------------------------------------------
 
 
-def _options(step: Aggregate) -> dict[str, Any]:
-    return {} if step.hint is None else {"hint": step.hint}
+def _collection(repository: Any, target: str) -> Any:
+    if target == "rollups":
+        return repository.rollups_collection
+    return repository.collection if target == "sessions" else repository.messages_collection
+
+
+def _options(step: Aggregate, hints: frozenset[str] | None = None) -> dict[str, Any]:
+    """The hint, if its index exists: reads never create indexes (``ensure_indexes()`` does).
+
+    Without the index (a database no writer of this package set up yet) the query runs unhinted:
+    the same answer, found without the partial index.
+    """
+    return {"hint": step.hint} if step.hint is not None and step.hint in (hints or ()) else {}
+
+
+_ALL_INDEXES = frozenset(spec.name for spec in MESSAGE_INDEXES)
+
+
+def _indexes_ready(repository: Any) -> frozenset[str]:
+    """Every index name, when this process already ensured the repository's indexes; else empty."""
+    try:
+        ready = indexes_ready(repository.client, repository.database.name, repository.collection.name)
+    except AttributeError:  # a repository-like object without the usual attributes
+        return frozenset()
+    return _ALL_INDEXES if ready else frozenset()
 
 
 class MetricsQuery:
@@ -73,20 +99,36 @@ class MetricsQuery:
     def __init__(self, repository: Any) -> None:
         self._repository = repository
         self._sessions_name: str = repository.collection.name
+        self._hints: frozenset[str] | None = None
 
     def session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> SessionMetrics:
         """A session's totals, per-agent totals and turns ``[skip, skip + limit)`` in start order."""
         return self._run(session_metrics_flow(session_id, skip=skip, limit=limit))
 
-    def summary(self, filter: MetricsFilter | None = None) -> MetricsGroup:
-        """Aggregates over every turn the filter selects (``key`` is None)."""
-        return self._run(summary_flow(filter, sessions_collection=self._sessions_name))
+    def summary(self, filter: MetricsFilter | None = None, *, source: Source = "auto") -> MetricsGroup:
+        """Aggregates over every turn the filter selects (``key`` is None).
+
+        ``source``: ``"auto"`` reads the hourly rollups when they answer the filter exactly (no
+        sessions or metadata in it, times on the hour), else the turn records; ``"turns"`` or
+        ``"rollups"`` force one. Percentiles come only from turn records.
+        """
+        return self._run(summary_flow(filter, sessions_collection=self._sessions_name, source=source))
 
     def group_by(
-        self, by: GroupBy, filter: MetricsFilter | None = None, *, timezone: str = "UTC"
+        self,
+        by: GroupBy,
+        filter: MetricsFilter | None = None,
+        *,
+        timezone: str = "UTC",
+        source: Source = "auto",
     ) -> list[MetricsGroup]:
-        """One row per ``"day"``, ``"hour"`` (in ``timezone``), ``"model"`` or ``"agent"``, in key order."""
-        return self._run(group_flow(by, filter, sessions_collection=self._sessions_name, timezone=timezone))
+        """One row per ``"day"``, ``"hour"`` (in ``timezone``), ``"model"`` or ``"agent"``, in key order.
+
+        ``source`` as in :meth:`summary` (rollups are UTC hours: another timezone reads turns).
+        """
+        return self._run(
+            group_flow(by, filter, sessions_collection=self._sessions_name, timezone=timezone, source=source)
+        )
 
     def tool_usage(self, filter: MetricsFilter | None = None) -> list[ToolUsage]:
         """Per tool: calls, successes, errors and time, most called first."""
@@ -100,21 +142,27 @@ class MetricsQuery:
 
     def _run(self, flow: Flow[T]) -> T:
         step = next(flow)
-        ensure_indexes = getattr(self._repository, "ensure_indexes", None)
-        if ensure_indexes is not None:  # hints name the partial indexes: they must exist
-            ensure_indexes()
         while True:
             collection = self._collection(step.target)
             with translate_driver_errors(step.operation):
-                documents = list(collection.aggregate(step.pipeline, **_options(step)))
+                hints = self._hints
+                if step.hint is not None and hints is None:
+                    hints = self._find_hints(collection)
+                documents = list(collection.aggregate(step.pipeline, **_options(step, hints)))
             try:
                 step = flow.send(documents)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
 
+    def _find_hints(self, collection: Any) -> frozenset[str]:
+        """The hinted indexes that exist (read once, only for a hinted query; never created here)."""
+        self._hints = _indexes_ready(self._repository) or frozenset(
+            index["name"] for index in collection.list_indexes()
+        )
+        return self._hints
+
     def _collection(self, target: str) -> Any:
-        repository = self._repository
-        return repository.collection if target == "sessions" else repository.messages_collection
+        return _collection(self._repository, target)
 
 
 class AsyncMetricsQuery:
@@ -123,21 +171,27 @@ class AsyncMetricsQuery:
     def __init__(self, repository: Any) -> None:
         self._repository = repository
         self._sessions_name: str = repository.collection.name
+        self._hints: frozenset[str] | None = None
 
     async def session_metrics(self, session_id: str, *, skip: int = 0, limit: int = 50) -> SessionMetrics:
         """See :meth:`MetricsQuery.session_metrics`."""
         return await self._run(session_metrics_flow(session_id, skip=skip, limit=limit))
 
-    async def summary(self, filter: MetricsFilter | None = None) -> MetricsGroup:
+    async def summary(self, filter: MetricsFilter | None = None, *, source: Source = "auto") -> MetricsGroup:
         """See :meth:`MetricsQuery.summary`."""
-        return await self._run(summary_flow(filter, sessions_collection=self._sessions_name))
+        return await self._run(summary_flow(filter, sessions_collection=self._sessions_name, source=source))
 
     async def group_by(
-        self, by: GroupBy, filter: MetricsFilter | None = None, *, timezone: str = "UTC"
+        self,
+        by: GroupBy,
+        filter: MetricsFilter | None = None,
+        *,
+        timezone: str = "UTC",
+        source: Source = "auto",
     ) -> list[MetricsGroup]:
         """See :meth:`MetricsQuery.group_by`."""
         return await self._run(
-            group_flow(by, filter, sessions_collection=self._sessions_name, timezone=timezone)
+            group_flow(by, filter, sessions_collection=self._sessions_name, timezone=timezone, source=source)
         )
 
     async def tool_usage(self, filter: MetricsFilter | None = None) -> list[ToolUsage]:
@@ -152,15 +206,13 @@ class AsyncMetricsQuery:
 
     async def _run(self, flow: Flow[T]) -> T:
         step = next(flow)
-        ensure_indexes = getattr(self._repository, "ensure_indexes", None)
-        if ensure_indexes is not None:  # hints name the partial indexes: they must exist
-            ensured = ensure_indexes()
-            if inspect.isawaitable(ensured):
-                await ensured
         while True:
             collection = self._collection(step.target)
             with translate_driver_errors(step.operation):
-                cursor = collection.aggregate(step.pipeline, **_options(step))
+                hints = self._hints
+                if step.hint is not None and hints is None:
+                    hints = await self._find_hints(collection)
+                cursor = collection.aggregate(step.pipeline, **_options(step, hints))
                 if inspect.isawaitable(cursor):  # pymongo's async API; motor returns the cursor
                     cursor = await cursor
                 documents: list[Document] = await cursor.to_list(None)
@@ -169,6 +221,16 @@ class AsyncMetricsQuery:
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
 
+    async def _find_hints(self, collection: Any) -> frozenset[str]:
+        """See :meth:`MetricsQuery._find_hints`."""
+        ready = _indexes_ready(self._repository)
+        if not ready:
+            cursor = collection.list_indexes()
+            if inspect.isawaitable(cursor):
+                cursor = await cursor
+            ready = frozenset(index["name"] for index in await cursor.to_list(None))
+        self._hints = ready
+        return ready
+
     def _collection(self, target: str) -> Any:
-        repository = self._repository
-        return repository.collection if target == "sessions" else repository.messages_collection
+        return _collection(self._repository, target)

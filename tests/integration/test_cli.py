@@ -311,13 +311,13 @@ def test_delete_asks_for_confirmation(cli: Run, stored: str, monkeypatch: pytest
     monkeypatch.setattr(sys, "stdin", FakeTerminal("n\n"))
     code, _, err = cli("sessions", "delete", stored)
     assert code == 1
-    assert f"Delete session {stored!r} and all of its messages? [y/N]" in err
+    assert f"Delete session {stored!r} and its 6 messages? [y/N]" in err
     assert cli("sessions", "show", stored)[0] == 0
 
     monkeypatch.setattr(sys, "stdin", FakeTerminal("y\n"))
     code, out, _ = cli("sessions", "delete", stored)
     assert code == 0
-    assert f"deleted session {stored!r}" in out
+    assert f"deleted session {stored!r} (6 messages)" in out
     assert cli("sessions", "show", stored)[0] == 4
 
 

@@ -37,7 +37,7 @@ def _examples() -> list[str]:
     )
 
 
-def _messages(db: Database, session_id: str = "user-123") -> list[dict[str, Any]]:
+def _messages(db: Database, session_id: str) -> list[dict[str, Any]]:
     return list(db["sessions_messages"].find({"session_id": session_id}, sort=[("message_id", 1)]))
 
 
@@ -49,13 +49,13 @@ def _texts(documents: list[dict[str, Any]]) -> list[str]:
 
 
 def _check_basic_streaming(db: Database) -> None:
-    stored = _messages(db)
+    stored = _messages(db, "basic-streaming")
     assert [d["role"] for d in stored] == ["user", "assistant"]
     assert _texts(stored)[0] == "Explain async programming in Python"
 
 
 def _check_complete_persistence(db: Database) -> None:
-    stored = _messages(db)
+    stored = _messages(db, "complete-persistence")
     # Two turns, each stored exactly once although the example also appends both messages by hand.
     assert [d["message_id"] for d in stored] == [0, 1, 2, 3]
     assert [d["role"] for d in stored] == ["user", "assistant", "user", "assistant"]
@@ -68,21 +68,21 @@ def _check_complete_persistence(db: Database) -> None:
     for document in stored:
         assert isinstance(document["message"]["content"], list)
         assert all(isinstance(block, dict) for block in document["message"]["content"])
-    session = db["sessions"].find_one({"_id": "user-123"})
+    session = db["sessions"].find_one({"_id": "complete-persistence"})
     assert session["totals"]["turns"] == 2
     turns = [d for d in stored if "event_loop_metrics" in d]
     assert [d["message_id"] for d in turns] == [1, 3]
 
 
 def _check_resume_session(db: Database) -> None:
-    stored = _messages(db)
+    stored = _messages(db, "resume-session")
     assert [d["role"] for d in stored] == ["user", "assistant", "user", "assistant"]
     assert _texts(stored)[3].startswith("We have 2 earlier messages")
-    assert db["sessions"].count_documents({}) == 1
+    assert db["sessions"].count_documents({"_id": "resume-session"}) == 1
 
 
 def _check_metrics_capture(db: Database) -> None:
-    stored = _messages(db)
+    stored = _messages(db, "metrics-capture")
     # user, assistant (toolUse), user (toolResult), assistant: the final text is not stored twice.
     assert [d["role"] for d in stored] == ["user", "assistant", "user", "assistant"]
     assert "toolUse" in stored[1]["message"]["content"][0]
@@ -95,28 +95,30 @@ def _check_metrics_capture(db: Database) -> None:
     assert record["tool_calls"] == 1
     assert record["tools"]["get_weather"]["calls"] == 1
     assert record["accumulated_metrics"]["latencyMs"] == 120 + 250
-    totals = db["sessions"].find_one({"_id": "user-123"})["totals"]
+    totals = db["sessions"].find_one({"_id": "metrics-capture"})["totals"]
     assert totals["turns"] == 1
     assert totals["toolCalls"] == 1
     assert totals["totalTokens"] == record["accumulated_usage"]["totalTokens"]
 
 
 def _check_accessing_metrics(db: Database) -> None:
-    assert db["sessions"].count_documents({}) == 3
-    assert db["sessions_messages"].count_documents({"event_loop_metrics": {"$exists": True}}) == 6
+    reports = {"_id": {"$in": ["report-1", "report-2", "report-3"]}}
+    assert db["sessions"].count_documents(reports) == 3
+    turns = {"session_id": reports["_id"], "event_loop_metrics": {"$exists": True}}
+    assert db["sessions_messages"].count_documents(turns) == 6
 
 
 def _check_error_handling(db: Database) -> None:
-    stored = _messages(db)
+    stored = _messages(db, "error-handling")
     assert [d["role"] for d in stored] == ["user", "assistant", "user", "assistant"]
     assert stored[1]["incomplete"] == {"reason": "error"}
     assert _texts(stored)[1] == "Here are three ideas: first, cache "
     assert "incomplete" not in stored[3]
-    assert stored[0]["event_loop_metrics"]["status"] == "failed"
+    assert stored[1]["event_loop_metrics"]["status"] == "failed"  # the record closes the broken turn
 
 
 def _check_timeout(db: Database) -> None:
-    stored = _messages(db)
+    stored = _messages(db, "timeout")
     assert [d["role"] for d in stored] == ["user", "assistant"]
     assert stored[1]["incomplete"] == {"reason": "timeout"}
     partial = _texts(stored)[1]
@@ -126,20 +128,21 @@ def _check_timeout(db: Database) -> None:
 
 
 def _check_factory_pattern(db: Database) -> None:
-    assert sorted(d["_id"] for d in db["sessions"].find({}, {"_id": 1})) == ["alice", "bob", "carol"]
+    people = {"_id": {"$in": ["alice", "bob", "carol"]}}
+    assert sorted(d["_id"] for d in db["sessions"].find(people, {"_id": 1})) == ["alice", "bob", "carol"]
     assert len(_messages(db, "alice")) == 4
     assert len(_messages(db, "bob")) == 2
 
 
 def _check_buffering(db: Database) -> None:
-    stored = _messages(db)
+    stored = _messages(db, "buffering")
     assert [d["role"] for d in stored] == ["user", "assistant", "user", "assistant"]
     story = " ".join(f"word{n}" for n in range(1, 26))
     assert _texts(stored)[1] == _texts(stored)[3] == story
 
 
 def _check_async_context_manager(db: Database) -> None:
-    stored = _messages(db)
+    stored = _messages(db, "async-context-manager")
     assert [d["role"] for d in stored] == ["user", "assistant"]
     assert _texts(stored)[1] == "Context managers make sure clean-up happens."
 
@@ -165,10 +168,10 @@ EXPECTED: dict[str, tuple[list[str], Callable[[Database], None]]] = {
     "accessing_metrics.py": (
         [
             "Latency: 300ms",
-            "user-123: 3 turns",
+            "report-1: 3 turns",
             "All sessions: 6 turns",
             "Model scripted-model: 6 turns",
-            "Top session user-123",
+            "Top session report-1",
         ],
         _check_accessing_metrics,
     ),
@@ -248,3 +251,14 @@ def test_example_runs_and_persists(
         assert isinstance(document["message"]["content"], list)
     keys = [(d["session_id"], d["agent_id"], d["message_id"]) for d in db["sessions_messages"].find()]
     assert len(keys) == len(set(keys))
+
+
+def test_every_example_runs_after_every_other_on_one_database(
+    mongodb_uri: str, database_name: str, mongo_client: pymongo.MongoClient[dict[str, Any]]
+) -> None:
+    """One server, one database, all examples in a row: none trips over another's sessions."""
+    for name in _examples():
+        result = run_example(name, mongodb_uri, database_name)
+        assert result.returncode == 0, f"{name} failed after the others:\n{result.stdout}\n{result.stderr}"
+    for name in _examples():
+        EXPECTED[name][1](mongo_client[database_name])

@@ -284,3 +284,55 @@ def test_without_fastapi_the_import_error_names_the_extra(monkeypatch: pytest.Mo
 
     with pytest.raises(ImportError, match=r"mongodb-session-manager\[fastapi\]"):
         importlib.import_module("mongodb_session_manager.integrations.fastapi")
+
+
+async def test_the_session_list_pages_with_cursors(http: httpx.AsyncClient) -> None:
+    for session_id in ("chat-a", "chat-b", "chat-c"):
+        assert (
+            await http.post("/chat", params={"session_id": session_id}, json={"prompt": "hi"})
+        ).status_code == 200
+
+    first = (await http.get("/sessions", params={"limit": 2})).json()
+    rest = (await http.get("/sessions", params={"limit": 2, "after": first["next_cursor"]})).json()
+
+    assert [s["session_id"] for s in first["sessions"]] == ["chat-c", "chat-b"]
+    assert [s["session_id"] for s in rest["sessions"]] == ["chat-a"]
+    assert rest["next_cursor"] is None
+
+
+async def test_five_concurrent_requests_on_one_session_take_turns(
+    http: httpx.AsyncClient, models: Models, mongo_client: Client, database_name: str
+) -> None:
+    """Double submits, two tabs: every turn runs after the one before it, on a strict model."""
+    models.chunk_delay = 0.005
+    prompts = [f"question {n}" for n in range(5)]
+
+    replies = await asyncio.gather(
+        *(http.post("/chat", params={"session_id": "tabs"}, json={"prompt": p}) for p in prompts)
+    )
+
+    assert [reply.status_code for reply in replies] == [200] * 5
+    documents = stored(mongo_client, database_name, "tabs")
+    assert [d["message_id"] for d in documents] == list(range(10))
+    assert [d["role"] for d in documents] == ["user", "assistant"] * 5
+    for number, (prompt, reply) in enumerate(zip(documents[::2], documents[1::2], strict=True), start=1):
+        # Each reply sits right after its own prompt, and its turn saw every turn stored before it.
+        assert (
+            text_of(reply) == f"Turn {number}: you said {text_of(prompt)!r}. "
+            f"I remember all {2 * number - 1} messages so far."
+        )
+
+
+async def test_a_retried_request_with_the_same_idempotency_key_runs_once(
+    http: httpx.AsyncClient, mongo_client: Client, database_name: str
+) -> None:
+    headers = {"Idempotency-Key": "order-42"}
+    first = await http.post(
+        "/chat", params={"session_id": "retry"}, json={"prompt": "Book it"}, headers=headers
+    )
+    again = await http.post(
+        "/chat", params={"session_id": "retry"}, json={"prompt": "Book it"}, headers=headers
+    )
+
+    assert first.text == again.text == "Turn 1: you said 'Book it'. I remember all 1 messages so far."
+    assert [text_of(d) for d in stored(mongo_client, database_name, "retry")] == ["Book it", first.text]

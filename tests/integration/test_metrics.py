@@ -190,10 +190,12 @@ async def test_a_turn_that_fails_mid_stream_is_recorded_as_failed(
     assert failed.status == "failed"
     assert failed.error is not None
     assert failed.error.type == "ScriptedModelError"
-    # Nothing of the reply was stored: the turn record sits on the turn's last message, the user's.
+    # Nothing of the reply came: the turn is closed by an assistant message marked incomplete,
+    # which carries the turn's record.
     stored = repository.messages_collection.find_one({"session_id": "flaky", "message_id": failed.message_id})
     assert stored is not None
-    assert stored["role"] == "user"
+    assert stored["role"] == "assistant"
+    assert stored["incomplete"] == {"reason": "error: ScriptedModelError"}
     assert observed_turn(failed) == expected_turn(failed_calls)
     assert observed_turn(completed) == expected_turn(model.calls[len(failed_calls) :])
     assert completed.status == "completed"
@@ -366,7 +368,7 @@ def test_group_by_matches_the_turns_grouped_in_python(
 ) -> None:
     expected = grouped(seeded, GROUP_KEYS[by])
 
-    rows = query.group_by(by)  # type: ignore[arg-type]
+    rows = query.group_by(by, source="turns")  # type: ignore[arg-type]
 
     assert [row.key for row in rows] == sorted(expected)
     for row in rows:

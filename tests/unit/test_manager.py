@@ -50,13 +50,13 @@ async def test_manual_appends_around_a_turn_store_each_message_once(client: Any)
     ]
 
 
-def test_a_manual_message_alone_is_stored_on_sync_and_joins_the_agent(client: Any) -> None:
+def test_a_manual_message_is_stored_when_append_returns_and_joins_the_agent(client: Any) -> None:
     manager = MongoDBSessionManager("s", client=client, database_name="db")
     agent = Agent(agent_id="a", model=ScriptedModel([]), session_manager=manager, callback_handler=None)
     manager.append_message({"role": "user", "content": "note to self"}, agent)
-    assert stored(client) == []
-    manager.sync_agent(agent)
     assert [d["message"]["content"] for d in stored(client)] == [[{"text": "note to self"}]]
+    manager.sync_agent(agent)
+    assert len(stored(client)) == 1
     assert agent.messages[-1]["content"] == [{"text": "note to self"}]
 
 

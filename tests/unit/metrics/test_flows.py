@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from mongodb_session_manager import (
 from mongodb_session_manager.metrics import flows, pipelines
 from mongodb_session_manager.metrics.flows import (
     Aggregate,
+    group_flow,
     parse_group,
     parse_turn,
     session_metrics_flow,
@@ -144,10 +145,10 @@ def test_bad_rankings_are_refused_before_any_query() -> None:
         next(top_sessions_flow("tokens", 0, None, sessions_collection="sessions"))
 
 
-def test_summary_without_metadata_is_one_aggregation_on_the_messages() -> None:
+def test_summary_from_turns_without_metadata_is_one_aggregation_on_the_messages() -> None:
     metrics_filter = MetricsFilter(since=SINCE)
 
-    step = next(summary_flow(metrics_filter, sessions_collection="sessions"))
+    step = next(summary_flow(metrics_filter, sessions_collection="sessions", source="turns"))
 
     assert step == Aggregate(
         "messages",
@@ -181,3 +182,47 @@ def test_too_many_matching_sessions_fall_back_to_a_join(monkeypatch: pytest.Monk
 
     assert "session_id" not in second.pipeline[0]["$match"]
     assert second.pipeline[1]["$lookup"]["from"] == "chats"
+
+
+def test_auto_reads_the_rollups_when_they_answer_the_filter_and_cover_its_window() -> None:
+    on_the_hour = MetricsFilter(since=datetime(2025, 1, 1, 8), agent_id="a", model_id="m")
+    flow = summary_flow(on_the_hour, sessions_collection="sessions")
+    assert next(flow) == Aggregate("rollups", [{"$match": {"_id": "coverage"}}])
+    covered = {"_id": "coverage", "since": datetime(2025, 1, 1, 6)}
+    assert flow.send([covered]) == Aggregate("rollups", pipelines.rollup_summary_pipeline(on_the_hour))
+
+    grouping = group_flow("day", None, sessions_collection="s", timezone="UTC")
+    next(grouping)
+    assert grouping.send([covered]).target == "messages"  # no start: turns before the rollups count
+    grouping = group_flow("day", None, sessions_collection="s", timezone="UTC")
+    next(grouping)
+    backfilled = {"_id": "coverage", "since": datetime(1970, 1, 1)}
+    assert grouping.send([backfilled]).target == "rollups"
+
+
+@pytest.mark.parametrize(
+    ("metrics_filter", "timezone"),
+    [
+        (MetricsFilter(since=datetime(2025, 1, 1, 8, 30)), "UTC"),
+        (MetricsFilter(until=datetime(2025, 1, 1, 8, 0, 1)), "UTC"),
+        (
+            MetricsFilter(since=datetime(2025, 1, 1, 9, tzinfo=timezone(timedelta(hours=5, minutes=30)))),
+            "UTC",
+        ),
+        (MetricsFilter(session_ids=["s"]), "UTC"),
+        (MetricsFilter(metadata={"tenant": "acme"}), "UTC"),
+        (None, "Asia/Kolkata"),
+    ],
+)
+def test_auto_falls_back_to_turns_and_forced_rollups_refuse_what_they_cannot_answer(
+    metrics_filter: MetricsFilter | None, timezone: str
+) -> None:
+    flow = group_flow("day", metrics_filter, sessions_collection="s", timezone=timezone)
+    assert next(flow).target in ("messages", "sessions")
+    with pytest.raises(InvalidSessionInputError, match="source='rollups'"):
+        next(group_flow("day", metrics_filter, sessions_collection="s", timezone=timezone, source="rollups"))
+
+
+def test_an_unknown_source_is_refused() -> None:
+    with pytest.raises(InvalidSessionInputError, match="source"):
+        next(summary_flow(None, sessions_collection="s", source="cache"))  # type: ignore[arg-type]
