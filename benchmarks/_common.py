@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pymongo
@@ -16,6 +18,7 @@ from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session import SessionManager
 
+from mongodb_session_manager import MongoDBSessionManagerFactory
 from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
 
 Document = dict[str, Any]
@@ -40,11 +43,13 @@ class Size:
     metric_turns: int  # stored turn records (B7)
     memory_turns: int  # measured turns of one long-lived agent (B8)
     memory_warmup: int  # its warm-up turns, before the first heap reading (B8)
+    lag_repeats: int  # repeated runs of each request shape (B5: the max lag is noisy)
+    throughput_repeats: int  # measured runs of each variant and shape (B6), after one warm-up
 
 
 SIZES = {
-    "tiny": Size("tiny", 2, 3, 2, (100, 300, 1_000), 10, 10, 1, 1_000, 30, 10),
-    "default": Size("default", 5, 30, 20, (100, 1_000, 10_000), 50, 100, 3, 100_000, 1_500, 50),
+    "tiny": Size("tiny", 2, 3, 2, (100, 300, 1_000), 10, 10, 1, 1_000, 30, 10, 2, 2),
+    "default": Size("default", 5, 30, 20, (100, 1_000, 10_000), 50, 100, 3, 100_000, 1_500, 50, 9, 5),
 }
 
 
@@ -103,6 +108,37 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     if not ordered:
         return 0.0
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def cpu_ms() -> float:
+    """CPU time of this process so far, every thread (the server is another process), in ms."""
+    return time.process_time() * 1000
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux keeps that across ``exec``, so a spawned child reports its parent's
+    peak until it outgrows it (every variant read the same 99.7 MiB that way).
+    """
+    for line in _read_status():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mib() -> float:
+    for line in _read_status():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _read_status() -> list[str]:
+    try:
+        return Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return []
 
 
 @contextmanager
@@ -197,6 +233,62 @@ async def stream_turn(agent: Agent, prompt: str) -> None:
     """One streamed turn, consumed event by event as a web handler would."""
     async for _event in agent.stream_async(prompt):
         pass
+
+
+# --- the request shapes a web app has ------------------------------------------------------------
+
+API_SHAPES = ("guide", "async")
+
+
+async def guide_request(
+    factory: MongoDBSessionManagerFactory, session_id: str, prompts: Sequence[str]
+) -> SessionManager:
+    """The guide's API in a handler: ``create_session_manager`` + ``Agent`` + turns + ``close()``.
+
+    ``close()`` on the loop hands the last writes to the I/O threads without waiting; the manager
+    is returned so a measure can ``await manager.flush()`` before it stops its clock.
+    """
+    manager = factory.create_session_manager(session_id)
+    agent = make_agent(manager)
+    for prompt in prompts:
+        await stream_turn(agent, prompt)
+    manager.close()
+    return manager
+
+
+async def async_request(
+    factory: MongoDBSessionManagerFactory, session_id: str, prompts: Sequence[str]
+) -> SessionManager:
+    """The async API: ``await acreate_session_manager(sid, agent_id=...)`` + turns + ``await aclose()``."""
+    manager = await factory.acreate_session_manager(session_id, agent_id="assistant")
+    agent = make_agent(manager)
+    for prompt in prompts:
+        await stream_turn(agent, prompt)
+    await manager.aclose()
+    return manager
+
+
+async def bare_request(prompts: Sequence[str]) -> None:
+    """The same request with no session manager (the baseline)."""
+    agent = make_agent(None)
+    for prompt in prompts:
+        await stream_turn(agent, prompt)
+
+
+async def api_request(
+    api: str, factory: MongoDBSessionManagerFactory, session_id: str, prompts: Sequence[str]
+) -> SessionManager:
+    if api == "guide":
+        return await guide_request(factory, session_id, prompts)
+    return await async_request(factory, session_id, prompts)
+
+
+async def seed_sessions(
+    factory: MongoDBSessionManagerFactory, session_ids: Sequence[str], turns: int
+) -> None:
+    """Sessions that already hold ``turns`` turns of agent ``assistant`` (what a resume reads)."""
+    prompts = [f"earlier question {n}" for n in range(turns)]
+    await asyncio.gather(*(async_request(factory, session_id, prompts) for session_id in session_ids))
 
 
 # --- the run's shared state ---------------------------------------------------------------------

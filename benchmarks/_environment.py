@@ -20,9 +20,9 @@ def describe(client: pymongo.MongoClient[dict[str, Any]], *, embedded: bool) -> 
         server = f"MongoDB {build.get('version')}"
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"nproc {len(os.sched_getaffinity(0))}, {_memory()}, {_cpu_model()}",
+        "machine": f"{os.cpu_count()} cores, {_memory()}, {_cpu_model()}",
         "os": platform.platform(),
-        "server": f"{server}, {'embedded child process (local_mongodb)' if embedded else 'MONGODB_URI'}",
+        "server": f"{server}, {'embedded child process' if embedded else 'MONGODB_URI'}",
         "python": platform.python_version(),
         "pymongo": _version("pymongo"),
         "strands-agents": _version("strands-agents"),

@@ -1,24 +1,31 @@
 """Run the benchmarks: ``python -m benchmarks.run [--size tiny|default] [--only B1,B3]``.
 
 All measures run in one process against one server: ``MONGODB_URI`` when set, else an embedded
-SecantusDB (``local_mongodb()``). A full default run writes ``benchmarks/RESULTS.md``; other
-runs write to ``benchmarks/.results/``.
+SecantusDB. On two or more cores the server runs under ``taskset -c 1`` and this process (and the
+children it spawns) on core 0: the stand-in for a database on another host (``--no-pin`` shares
+the cores). A full default run writes ``benchmarks/RESULTS.md``; other runs write to
+``benchmarks/.results/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from mongodb_session_manager.embedded import local_mongodb
+from mongodb_session_manager.embedded import EmbeddedServer, local_mongodb
 
 from . import (
     b1_round_trips,
@@ -84,23 +91,30 @@ def _run_one(key: str, ctx: Context) -> Result:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A SIGTERM unwinds like Ctrl-C, so the server and B6's child processes are stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
     parser.add_argument("--only", default="", help="comma-separated measures, e.g. B1,B3")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to cores")
     args = parser.parse_args(argv)
     only = [key.strip().upper() for key in args.only.split(",") if key.strip()]
     unknown = sorted(set(only) - set(MEASURES))
     if unknown:
         parser.error(f"unknown measures {unknown}; choose from {sorted(MEASURES)}")
+    load_before = _load_average()
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     start = time.perf_counter()
-    with local_mongodb() as uri:
+    with benchmark_server(pin=not args.no_pin) as (uri, placement):
         environment, results = run_all(uri, args.size, only)
+    environment["placement"] = placement
+    environment["load before"] = load_before
+    environment["load after"] = _load_average()
     environment["command"] = command.strip()
     environment["size"] = args.size
     environment["wall time"] = f"{time.perf_counter() - start:.0f} s"
     report = markdown(results, environment)
-    full_run = args.size == "default" and not only
+    full_run = args.size == "default" and not only and not args.no_pin
     target = HERE / "RESULTS.md" if full_run else HERE / ".results" / f"RESULTS-{args.size}.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(report)
@@ -111,6 +125,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"\nwrote {target.relative_to(HERE.parent)}", file=sys.stderr)
     return 1 if any(result.verdict == "NOT MEASURED" for result in results) else 0
+
+
+@contextmanager
+def benchmark_server(*, pin: bool) -> Iterator[tuple[str, str]]:
+    """The server's URI and where server and client run (cores)."""
+    cores = sorted(os.sched_getaffinity(0))
+    executable = shutil.which("secantusd-py") or str(Path(sys.executable).parent / "secantusd-py")
+    if os.environ.get("MONGODB_URI") or not pin or len(cores) < 2 or not shutil.which("taskset"):
+        with local_mongodb() as uri:
+            yield uri, f"not pinned: server and client share cores {cores}"
+        return
+    server_core, client_core = cores[1], cores[0]
+    with EmbeddedServer(command=["taskset", "-c", str(server_core), executable]) as server:
+        _pin_this_process(client_core)
+        try:
+            yield (
+                server.uri,
+                (
+                    f"server `taskset -c {server_core} secantusd-py --storage-path :memory:`, "
+                    f"client (this process, its threads and spawned children) on core {client_core}"
+                ),
+            )
+        finally:
+            _pin_this_process(*cores)
+
+
+def _pin_this_process(*cores: int) -> None:
+    """``taskset -c`` for this process: every existing thread, and so every later one."""
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task.name), set(cores))
+
+
+def _load_average() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        one, five, fifteen = os.getloadavg()
+        return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 if __name__ == "__main__":

@@ -599,6 +599,9 @@ def resume_pipeline(session_id: str, agent_id: str, messages_collection: str) ->
     The window starts at the stored conversation manager's ``removed_message_count``, read from
     the session document by the ``$lookup``; its range on ``message_id`` is served by the
     unique index. Only right while ids are contiguous (no ``next_message_id`` counter).
+    ``localField``/``foreignField`` (MongoDB 5.0+) as well as the sub-pipeline: SecantusDB
+    serves only that join key from the index and scans the whole messages collection for a
+    sub-pipeline's ``$match`` (a resume went from 3 ms at 200 stored messages to 63 ms at 6,000).
     """
     removed = "$" + agent_path(agent_id, "conversation_manager_state", "removed_message_count")
     return [
@@ -606,11 +609,12 @@ def resume_pipeline(session_id: str, agent_id: str, messages_collection: str) ->
         {
             "$lookup": {
                 "from": messages_collection,
+                "localField": "_id",
+                "foreignField": "session_id",
                 "let": {"first": {"$ifNull": [removed, 0]}},
                 "pipeline": [
                     {
                         "$match": {
-                            "session_id": session_id,
                             "agent_id": agent_id,
                             "$expr": {"$gte": ["$message_id", "$$first"]},
                         }
