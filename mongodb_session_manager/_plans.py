@@ -246,16 +246,10 @@ def rollup_ops(messages: Sequence[Document], write: SessionWrite | None) -> list
             records.append((message["agent_id"], message["event_loop_metrics"]))
     if write is not None and write.turn_record is not None:
         records.append((write.agent_id, write.turn_record[1]))
-    earliest = None
     for agent_id, record in records:
         rollup = schema.rollup_update(agent_id, record)
         if rollup is not None:
             ops.append(UpdateOp("rollups", rollup[0], rollup[1], upsert=True))
-            hour = rollup[1]["$setOnInsert"]["hour"]
-            earliest = hour if earliest is None else min(earliest, hour)
-    if earliest is not None:
-        coverage = schema.rollup_coverage_update(earliest)
-        ops.append(UpdateOp("rollups", coverage[0], coverage[1], upsert=True))
     return ops
 
 

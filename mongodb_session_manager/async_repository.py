@@ -155,6 +155,9 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             await self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
             await self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
             await self.files_collection.create_indexes(schema.index_models(schema.FILE_INDEXES))
+            await self.rollups_collection.update_one(
+                *schema.rollup_coverage_update(schema.utcnow()), upsert=True
+            )
         mark_indexes_ready(*where)
 
     async def close(self) -> None:

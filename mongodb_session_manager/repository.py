@@ -135,6 +135,9 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
                 self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
                 self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
                 self.files_collection.create_indexes(schema.index_models(schema.FILE_INDEXES))
+                self.rollups_collection.update_one(
+                    *schema.rollup_coverage_update(schema.utcnow()), upsert=True
+                )
             mark_indexes_ready(*where)
 
     def close(self) -> None:

@@ -910,17 +910,17 @@ ROLLUP_HOUR_FORMAT = "%Y-%m-%dT%HZ"
 ROLLUP_COVERAGE_ID = "coverage"
 """The rollups document saying from which hour on they count every turn (``since``).
 
-Each turn's rollup write lowers it to that turn's hour (``$min``); ``metrics backfill`` sets it
-to the epoch. Turns stored before the package wrote rollups are not in them: a query reads
+A process that writes turns lowers it to the hour it set up its indexes (``$min``, once per
+process: no hot document on the turn's path); ``metrics backfill`` sets it to the epoch. Turns stored before the package wrote rollups are not in them: a query reads
 rollups only over a window that starts at or after a whole hour past ``since``.
 """
 
 ROLLUPS_FROM_THE_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def rollup_coverage_update(hour: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(filter, update)`` of the upsert recording that rollups count turns from ``hour`` on."""
-    return {"_id": ROLLUP_COVERAGE_ID}, {"$min": {"since": hour}}
+def rollup_coverage_update(moment: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(filter, update)`` of the upsert recording that rollups count turns from ``moment``'s hour on."""
+    return {"_id": ROLLUP_COVERAGE_ID}, {"$min": {"since": rollup_hour(moment)}}
 
 
 def rollup_id(hour: datetime, agent_id: str, model_id: str | None) -> str:

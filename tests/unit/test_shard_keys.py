@@ -78,10 +78,16 @@ class RecordingStore:
                 return request.plan.message_index
             return None
         if isinstance(request, Aggregate):
+            joined_from: Any = None  # the session ids the pipeline's own $match selected
             for stage in request.pipeline:
+                if "$match" in stage and "_id" in stage["$match"]:
+                    joined_from = stage["$match"]["_id"]
                 lookup = stage.get("$lookup")
                 if lookup and lookup["from"].endswith("_messages"):
-                    self.message_filters.append((step.operation, lookup["pipeline"][0]["$match"]))
+                    query = dict(lookup["pipeline"][0]["$match"])
+                    if (lookup.get("localField"), lookup.get("foreignField")) == ("_id", "session_id"):
+                        query["session_id"] = joined_from  # the join's equality targets the shards too
+                    self.message_filters.append((step.operation, query))
             agents = {AGENT: {"next_message_id": 3}}
             return [{"_id": SESSION, "agents": agents, schema.RESUME_WINDOW_FIELD: []}]
         if getattr(request, "target", None) == "messages":
