@@ -58,6 +58,7 @@ class EmbeddedServer:
     ``storage_path=None`` keeps the data in memory (gone when the server stops); a directory keeps
     it across restarts. ``port=0`` picks a free port. ``command`` replaces the server command line
     prefix (the executable and any interpreter arguments) and exists for tests and unusual installs.
+    ``server_args`` are extra ``secantusd-py`` flags, e.g. ``("--cache-size", "4G")``.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class EmbeddedServer:
         port: int = 0,
         startup_timeout: float = 30.0,
         command: Sequence[str] | None = None,
+        server_args: Sequence[str] = (),
     ) -> None:
         if (
             not isinstance(startup_timeout, (int, float))
@@ -82,6 +84,7 @@ class EmbeddedServer:
         self._requested_port = port
         self._startup_timeout = startup_timeout
         self._command = list(command) if command is not None else None
+        self._server_args = [str(arg) for arg in server_args]
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
@@ -130,6 +133,7 @@ class EmbeddedServer:
                 *self._server_command(),
                 *("--host", self._host, "--port", str(self._requested_port)),
                 *("--storage-path", self._storage_path),
+                *self._server_args,
             ]
             self._tail.clear()
             self._listening.clear()

@@ -24,6 +24,11 @@ from mongodb_session_manager.pool import MongoDBConnectionPool
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 
+# What the suite writes (20 MB images among it) passes through SecantusDB's oplog, which lives in
+# the WiredTiger cache with an in-memory store: a larger cache and a short oplog retention keep
+# it from filling (WT_CACHE_FULL). .ci/run starts its server with the same flags.
+TEST_SERVER_ARGS = ("--cache-size", "4G", "--oplog-retention-seconds", "30", "--oplog-max-entries", "20000")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under ``tests/integration/`` as ``integration``."""
@@ -41,7 +46,7 @@ def mongodb_uri() -> Iterator[str]:
     elif os.environ.get("MSM_TEST_SERVER") == "testcontainers":
         yield from _testcontainers_uri()
     else:
-        with EmbeddedServer() as server:
+        with EmbeddedServer(server_args=TEST_SERVER_ARGS) as server:
             try:
                 yield server.uri
             finally:  # while the server still answers, so closing them does not wait for it
