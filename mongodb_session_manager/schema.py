@@ -911,8 +911,9 @@ ROLLUP_COVERAGE_ID = "coverage"
 """The rollups document saying from which hour on they count every turn (``since``).
 
 A process that writes turns lowers it to the hour it set up its indexes (``$min``, once per
-process: no hot document on the turn's path); ``metrics backfill`` sets it to the epoch. Turns stored before the package wrote rollups are not in them: a query reads
-rollups only over a window that starts at or after a whole hour past ``since``.
+process: no hot document on the turn's path); ``metrics backfill`` sets it to the epoch. Turns
+stored before the package wrote rollups are not in them: a query reads rollups only over a
+window that starts at or after a whole hour past ``since``.
 """
 
 ROLLUPS_FROM_THE_START = datetime(1970, 1, 1, tzinfo=timezone.utc)
