@@ -183,7 +183,7 @@ def test_a_text_index_answers_the_search_by_whole_words(
     mongo_client: pymongo.MongoClient[dict[str, Any]],
     database_name: str,
 ) -> None:
-    if not os.environ.get("MONGODB_URI"):
+    if not os.environ.get("MONGODB_URI") or "secantusVersion" in mongo_client.admin.command("buildInfo"):
         pytest.skip("needs MONGODB_URI pointing at a mongod: SecantusDB has no text indexes")
     messages = mongo_client[database_name]["sessions_messages"]
     messages.create_index([("message.content.text", "text")], name="message_text")
