@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -111,6 +111,7 @@ class Lease:
     release: bool = False
     agent: Mapping[str, Any] | None = None
     session: Mapping[str, Any] | None = None  # on a take, the session fields to recreate it with
+    mine: bool = False  # on a take: the lease is ``owner``'s already (match it by owner)
 
 
 class LeaseHeld(Exception):
@@ -176,7 +177,9 @@ def write_plan(
         ops.append(
             UpdateOp(
                 "sessions",
-                schema.lease_take_filter(session_id, write.agent_id, lease.owner, schema.utcnow()),
+                schema.lease_take_filter(
+                    session_id, write.agent_id, lease.owner, schema.utcnow(), mine=lease.mine
+                ),
                 schema.lease_take_update(write.agent_id, lease.owner, lease.until, session, lease.agent),
                 True,
             )
@@ -486,8 +489,14 @@ def batch_write_flow(
             conflict = yield ask(RunPlan(plan), "update session")
             if conflict is None:
                 break
-            if lease is not None and taking and conflict == 0:
-                yield from _check_lease(session_id, agent_id, lease.owner)
+            if (
+                lease is not None
+                and taking
+                and conflict == 0
+                and (yield from _check_lease(session_id, agent_id, lease.owner))
+            ):
+                write = _as_mine(write)
+                plan = write_plan(session_id, None, write)
         return []
     stored: list[int] = []
     waiting = list(messages)
@@ -519,7 +528,8 @@ def batch_write_flow(
         if conflict is None:
             return stored + [first_id + offset for offset in range(len(waiting))]
         if lease is not None and taking and conflict == 0:
-            yield from _check_lease(session_id, agent_id, lease.owner)
+            if (yield from _check_lease(session_id, agent_id, lease.owner)):
+                write = _as_mine(write)  # still ours (a write an outage cut off landed): retake it
             continue  # free after all (a racing first write created the session): try again
         assert plan.message_index is not None
         if conflict < plan.message_index:
@@ -630,16 +640,30 @@ def sweep_files_flow(uploaded_before: datetime) -> Flow[int]:
             )
 
 
-def _check_lease(session_id: str, agent_id: str, owner: str) -> Flow[None]:
-    """After a take failed on ``_id``: raise :class:`LeaseHeld` unless the lease is free now."""
+def _check_lease(session_id: str, agent_id: str, owner: str) -> Flow[bool]:
+    """After a take failed on ``_id``: raise :class:`LeaseHeld` if another writer holds the lease.
+
+    Returns True when ``owner`` holds it already (the take then matches on the owner), False
+    when it is free now (a racing first write created the session).
+    """
     path = schema.lease_path(agent_id)
     document = yield ask(FindOne("sessions", {"_id": session_id}, {path: 1}), "read turn lease")
     held = ((document or {}).get("leases") or {}).get(agent_id)
-    if held and held.get("owner") != owner and held.get("until") is not None:
-        until = held["until"]
-        until = until if until.tzinfo else until.replace(tzinfo=schema.utcnow().tzinfo)
-        if until >= schema.utcnow():
-            raise LeaseHeld(until)
+    if not held or held.get("until") is None:
+        return False
+    until = held["until"]
+    until = until if until.tzinfo else until.replace(tzinfo=schema.utcnow().tzinfo)
+    if until < schema.utcnow():
+        return False
+    if held.get("owner") == owner:
+        return True
+    raise LeaseHeld(until)
+
+
+def _as_mine(write: SessionWrite | None) -> SessionWrite | None:
+    if write is None or write.lease is None:
+        return write
+    return replace(write, lease=replace(write.lease, mine=True))
 
 
 def find_turn_flow(
