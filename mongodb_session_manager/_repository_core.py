@@ -401,17 +401,7 @@ class RepositoryCore:
         write: SessionWrite | None,
         allocate_first: bool,
     ) -> Flow[int | None]:
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        if message is not None:
-            validate_message_id(message.session_message.message_id)
-            _check_message(message.session_message)
-            if message.event_loop_metrics is not None:
-                check_storable(message.event_loop_metrics, "event_loop_metrics")
-        if write is not None and write.agent_id != agent_id:
-            raise InvalidSessionInputError("a session write belongs to the agent it is written for")
-        if write is not None:
-            _check_session_write(write)
+        _check_writes(session_id, agent_id, [] if message is None else [message], write)
         return write_flow(
             session_id,
             agent_id,
@@ -429,17 +419,7 @@ class RepositoryCore:
         write: SessionWrite | None,
         allocate_first: bool,
     ) -> Flow[list[int]]:
-        validate_session_id(session_id)
-        validate_agent_id(agent_id)
-        for message in messages:
-            validate_message_id(message.session_message.message_id)
-            _check_message(message.session_message)
-            if message.event_loop_metrics is not None:
-                check_storable(message.event_loop_metrics, "event_loop_metrics")
-        if write is not None and write.agent_id != agent_id:
-            raise InvalidSessionInputError("a session write belongs to the agent it is written for")
-        if write is not None:
-            _check_session_write(write)
+        _check_writes(session_id, agent_id, messages, write)
         return batch_write_flow(
             session_id,
             agent_id,
@@ -533,6 +513,23 @@ class RepositoryCore:
                 raise _not_found(session_id)
 
         return flow()
+
+
+def _check_writes(
+    session_id: str, agent_id: str, messages: Sequence[MessageWrite], write: SessionWrite | None
+) -> None:
+    """Everything a write would store, checked before any I/O (ids, BSON-storable content)."""
+    validate_session_id(session_id)
+    validate_agent_id(agent_id)
+    for message in messages:
+        validate_message_id(message.session_message.message_id)
+        _check_message(message.session_message)
+        if message.event_loop_metrics is not None:
+            check_storable(message.event_loop_metrics, "event_loop_metrics")
+    if write is not None and write.agent_id != agent_id:
+        raise InvalidSessionInputError("a session write belongs to the agent it is written for")
+    if write is not None:
+        _check_session_write(write)
 
 
 def _check_message(session_message: SessionMessage) -> None:

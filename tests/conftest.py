@@ -21,6 +21,7 @@ import pytest
 from mongodb_session_manager.embedded import EmbeddedServer
 from mongodb_session_manager.factory import close_global_factory
 from mongodb_session_manager.pool import MongoDBConnectionPool
+from mongodb_session_manager.testing import CommandCounter
 
 _INTEGRATION_DIR = Path(__file__).parent / "integration"
 
@@ -104,3 +105,18 @@ def client(mongodb_uri: str) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_uri)
     yield client
     client.close()
+
+
+@pytest.fixture
+def counter() -> CommandCounter:
+    """Counts the commands ``counted_client`` sends: round trips, asserted as a user would."""
+    return CommandCounter()
+
+
+@pytest.fixture
+def counted_client(
+    mongodb_uri: str, counter: CommandCounter
+) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
+    """A client of the test's own whose every command ``counter`` sees."""
+    with pymongo.MongoClient(mongodb_uri, event_listeners=[counter]) as client:
+        yield client

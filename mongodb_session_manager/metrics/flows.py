@@ -113,6 +113,29 @@ def parse_turn(document: Mapping[str, Any]) -> TurnMetrics:
     )
 
 
+def _counts(document: Mapping[str, Any], key: Any) -> dict[str, Any]:
+    """The summed fields a row has whether it comes from turn records or from rollups."""
+    turns = int(document["turns"])
+    return {
+        "key": _utc(key) if isinstance(key, datetime) else key,
+        "turns": turns,
+        "failed_turns": document["failed_turns"],
+        "cancelled_turns": document.get("cancelled_turns", 0),
+        "error_rate": document["failed_turns"] / turns if turns else 0.0,
+        **{name: document[name] for name in _SUMMED_TOKENS},
+        "latency_ms": document["latency_ms"],
+    }
+
+
+_SUMMED_TOKENS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_input_tokens",
+    "cache_write_input_tokens",
+)
+
+
 def parse_group(document: Mapping[str, Any] | None, *, key: str | datetime | None = None) -> MetricsGroup:
     """A ``$group`` row of :func:`.pipelines._aggregates` (None: no turns matched)."""
     if document is None:
@@ -120,19 +143,8 @@ def parse_group(document: Mapping[str, Any] | None, *, key: str | datetime | Non
     key = document.get("_id", key)
     latency = document.get("latency_percentiles") or [None] * len(pipelines.LATENCY_PERCENTILES)
     ttfb = document.get("ttfb_percentiles") or [None] * len(pipelines.TTFB_PERCENTILES)
-    turns = int(document["turns"])
     return MetricsGroup(
-        key=_utc(key) if isinstance(key, datetime) else key,
-        turns=turns,
-        failed_turns=document["failed_turns"],
-        cancelled_turns=document.get("cancelled_turns", 0),
-        error_rate=document["failed_turns"] / turns if turns else 0.0,
-        input_tokens=document["input_tokens"],
-        output_tokens=document["output_tokens"],
-        total_tokens=document["total_tokens"],
-        cache_read_input_tokens=document["cache_read_input_tokens"],
-        cache_write_input_tokens=document["cache_write_input_tokens"],
-        latency_ms=document["latency_ms"],
+        **_counts(document, key),
         latency_avg_ms=document.get("latency_avg_ms"),
         latency_p50_ms=latency[0],
         latency_p95_ms=latency[1],
@@ -262,22 +274,10 @@ def parse_rollup_group(
     """A ``$group`` row over rollups (sums and maxima; no percentiles)."""
     if document is None or not document.get("turns"):
         return MetricsGroup(key=key if document is None else document.get("_id", key))
-    turns = int(document["turns"])
     ttfb_turns = int(document.get("ttfb_turns") or 0)
     latency_turns = int(document.get("latency_turns") or 0)
-    key = document.get("_id", key)
     return MetricsGroup(
-        key=_utc(key) if isinstance(key, datetime) else key,
-        turns=turns,
-        failed_turns=document["failed_turns"],
-        cancelled_turns=document["cancelled_turns"],
-        error_rate=document["failed_turns"] / turns,
-        input_tokens=document["input_tokens"],
-        output_tokens=document["output_tokens"],
-        total_tokens=document["total_tokens"],
-        cache_read_input_tokens=document["cache_read_input_tokens"],
-        cache_write_input_tokens=document["cache_write_input_tokens"],
-        latency_ms=document["latency_ms"],
+        **_counts(document, document.get("_id", key)),
         latency_avg_ms=document["latency_sample_ms"] / latency_turns if latency_turns else None,
         latency_max_ms=document.get("latency_max_ms"),
         ttfb_avg_ms=document["ttfb_ms"] / ttfb_turns if ttfb_turns else None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -190,19 +189,6 @@ def test_export_holds_the_bytes_and_import_uploads_them_again(
     capsys.readouterr()
     assert _files(mongo_client, database_name)[0] == 1
     assert repository.list_messages("moved", "assistant")[0].message == message
-
-
-@pytest.fixture
-def counter() -> CommandCounter:
-    return CommandCounter()
-
-
-@pytest.fixture
-def counted_client(
-    mongodb_uri: str, counter: CommandCounter
-) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    with pymongo.MongoClient(mongodb_uri, event_listeners=[counter]) as client:
-        yield client
 
 
 async def test_a_plain_turn_still_costs_two_round_trips_and_a_large_one_adds_only_its_upload(

@@ -163,22 +163,13 @@ async def test_the_async_query_reads_the_same_rollups(
     assert rows == MetricsQuery(seeded).group_by("day", source="rollups")
 
 
-@pytest.fixture
-def counter() -> CommandCounter:
-    return CommandCounter()
-
-
-@pytest.fixture
-def counted(mongodb_uri: str, counter: CommandCounter) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    with pymongo.MongoClient(mongodb_uri, event_listeners=[counter]) as client:
-        yield client
-
-
 async def test_real_turns_are_rolled_up_in_their_final_write(
-    counted: pymongo.MongoClient[dict[str, Any]], counter: CommandCounter, database_name: str
+    counted_client: pymongo.MongoClient[dict[str, Any]], counter: CommandCounter, database_name: str
 ) -> None:
     def agent(session_id: str, agent_id: str, model: ScriptedModel) -> tuple[Agent, MongoDBSessionManager]:
-        manager = MongoDBSessionManager(session_id=session_id, client=counted, database_name=database_name)
+        manager = MongoDBSessionManager(
+            session_id=session_id, client=counted_client, database_name=database_name
+        )
         return Agent(
             agent_id=agent_id, model=model, session_manager=manager, tools=[add], callback_handler=None
         ), manager
@@ -201,7 +192,7 @@ async def test_real_turns_are_rolled_up_in_their_final_write(
     for manager in (planner_manager, writer_manager, critic_manager):
         await manager.aclose()
 
-    repository = MongoDBSessionRepository(client=counted, database_name=database_name)
+    repository = MongoDBSessionRepository(client=counted_client, database_name=database_name)
     query = MetricsQuery(repository)
     from_turns = query.summary(source="turns")
     assert (from_turns.turns, from_turns.failed_turns, from_turns.tool_calls) == (4, 1, 1)

@@ -13,28 +13,13 @@ from typing import Any
 
 import pymongo
 import pytest
-from pymongo import monitoring
 from pymongo.hello import Hello
 from strands import Agent
 
 from mongodb_session_manager import AsyncMongoDBSessionRepository, MongoDBSessionManager
-from mongodb_session_manager.testing import ScriptedModel
+from mongodb_session_manager.testing import CommandCounter, ScriptedModel
 
 MONGODB_7_WIRE_VERSION = 21
-
-
-class CommandNames(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.fixture
@@ -44,13 +29,13 @@ def mongodb_7(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def commands() -> CommandNames:
-    return CommandNames()
+def commands() -> CommandCounter:
+    return CommandCounter()
 
 
 @pytest.fixture
 def old_client(
-    mongodb_7: None, mongodb_uri: str, commands: CommandNames
+    mongodb_7: None, mongodb_uri: str, commands: CommandCounter
 ) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
     with pymongo.MongoClient(mongodb_uri, event_listeners=[commands]) as client:
         yield client
@@ -62,7 +47,7 @@ def stored_texts(client: pymongo.MongoClient[dict[str, Any]], database_name: str
 
 
 async def test_before_mongodb_8_a_turn_is_written_one_operation_at_a_time(
-    old_client: pymongo.MongoClient[dict[str, Any]], commands: CommandNames, database_name: str
+    old_client: pymongo.MongoClient[dict[str, Any]], commands: CommandCounter, database_name: str
 ) -> None:
     manager = MongoDBSessionManager(session_id="old", client=old_client, database_name=database_name)
     agent = Agent(
@@ -73,7 +58,7 @@ async def test_before_mongodb_8_a_turn_is_written_one_operation_at_a_time(
     )
     await agent.invoke_async("hi")
     await agent.invoke_async("once more")
-    assert "bulkWrite" not in commands.names  # refused by pymongo before it was sent
+    assert "bulkWrite" not in commands.commands  # refused by pymongo before it was sent
     assert stored_texts(old_client, database_name) == [
         ("user", "hi"),
         ("assistant", "Hello."),
@@ -91,7 +76,7 @@ def test_the_async_repository_falls_back_the_same_way(
     from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
     async def write() -> None:
-        commands = CommandNames()
+        commands = CommandCounter()
         client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
             mongodb_uri, event_listeners=[commands]
         )
@@ -108,7 +93,7 @@ def test_the_async_repository_falls_back_the_same_way(
                 await repository.write_message(
                     "old", "assistant", message, session_update={"$set": {"metadata.seen": message_id}}
                 )
-            assert "bulkWrite" not in commands.names
+            assert "bulkWrite" not in commands.commands
         finally:
             await client.close()
 

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pymongo
-import pytest
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory
 from mongodb_session_manager.testing import CommandCounter, ScriptedModel, ScriptedResponse, ScriptedToolCall
-
-
-@pytest.fixture
-def counter() -> CommandCounter:
-    return CommandCounter()
-
-
-@pytest.fixture
-def counted_client(
-    mongodb_uri: str, counter: CommandCounter
-) -> Iterator[pymongo.MongoClient[dict[str, Any]]]:
-    with pymongo.MongoClient(mongodb_uri, event_listeners=[counter]) as client:
-        yield client
 
 
 @tool
