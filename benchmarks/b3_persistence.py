@@ -3,9 +3,12 @@
 Method (see README): the same scripted turn runs on two agents, one with the manager and one
 without, interleaved turn by turn; persistence = median(with - without), for wall time and for
 this process's CPU (every thread; the server is another process). The floor: the manager's
-exact writes for that turn done raw with pymongo on the same client (the prompt's
-``insert_one``, then one client ``bulkWrite`` of the reply insert + the session-document update),
-with the very documents the turn stored (read back, same size). Reference rows: plain
+exact writes for that turn done raw with pymongo on the same client, with the very documents the
+turn stored (read back, same size), into collections carrying the same indexes: one client
+``bulkWrite`` of the lease take + the prompt insert, then one of the reply insert + the
+session-document update (which gives the lease back) + the hour rollup's ``$inc``. Reference
+rows: the floor as issue 10 was filed (before the turn lease and the rollups: the prompt's
+``insert_one``, then a ``bulkWrite`` of the reply insert + the session update) and plain
 ``insert_one`` of the two documents. Then the hand-off experiment (``b3_handoff``).
 """
 
@@ -14,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+import uuid
+from datetime import timedelta
 
 from pymongo import InsertOne, MongoClient, UpdateOne
 from strands import Agent
 from strands.hooks import AfterInvocationEvent, MessageAddedEvent
-from strands.types.session import SessionAgent
+from strands.types.session import Session, SessionAgent, SessionType
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory, schema
 
@@ -62,19 +67,35 @@ def run(ctx: Context) -> Result:
     result.add("same turn, no session manager", columns["without"], "ms")
     result.add("persistence time (with - without)", columns["persistence"], "ms")
     result.add("  awaited in the write hooks", columns["hooks"], "ms")
-    result.add("floor time: the manager's writes, raw (insert + bulkWrite)", columns["same_writes"], "ms")
+    result.add(
+        "floor time: the manager's writes, raw (lease take + insert; insert + session + rollup)",
+        columns["same_writes"],
+        "ms",
+    )
+    result.add("  reference: the floor as filed (insert; insert + session update)", columns["filed"], "ms")
     result.add("  reference: raw insert_one x2, same docs, bare collection", columns["floor"], "ms")
     result.add("  reference: same, into a collection with the message indexes", columns["indexed"], "ms")
     by_time = result.add(
         "ratio: persistence time / floor time", ratio(columns["persistence"], columns["same_writes"]), "x"
     )
+    result.add(
+        "  reference: persistence time / the floor as filed",
+        ratio(columns["persistence"], columns["filed"]),
+        "x",
+    )
     result.add("client CPU of a turn with the manager", columns["cpu_with"], "ms")
     result.add("client CPU of the same turn, no session manager", columns["cpu_without"], "ms")
     result.add("persistence CPU (with - without)", columns["cpu_persistence"], "ms")
     result.add("floor CPU: the manager's writes, raw", columns["cpu_same_writes"], "ms")
+    result.add("  reference: the floor as filed", columns["cpu_filed"], "ms")
     by_cpu = result.add(
         "ratio: persistence CPU / floor CPU",
         ratio(columns["cpu_persistence"], columns["cpu_same_writes"]),
+        "x",
+    )
+    result.add(
+        "  reference: persistence CPU / the floor as filed",
+        ratio(columns["cpu_persistence"], columns["cpu_filed"]),
         "x",
     )
     result.notes.append(
@@ -141,9 +162,13 @@ class Floors:
         self.bare = self.database["floor"]
         self.indexed = self.database["floor_indexed"]
         self.writes = self.database["floor_writes"]
+        self.filed = self.database["floor_filed"]
         self.sessions = self.database["floor_sessions"]
-        for collection in (self.indexed, self.writes):
+        self.rollups = self.database["floor_rollups"]
+        for collection in (self.indexed, self.writes, self.filed):
             collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+        self.sessions.create_indexes(schema.index_models(schema.SESSION_INDEXES))
+        self.rollups.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
 
     def inserts(self, documents: list[Document], *, indexed: bool = False) -> float:
         collection = self.indexed if indexed else self.bare
@@ -154,17 +179,58 @@ class Floors:
         return (time.perf_counter() - start) * 1000
 
     def manager_writes(
-        self, documents: list[Document], session_update: Document, session_id: str
+        self,
+        documents: list[Document],
+        session_update: Document,
+        session_id: str,
+        recreate: tuple[Document, Document],
     ) -> tuple[float, float]:
-        """What the manager sends for a plain turn: the user insert, then insert + session update."""
+        """What the manager sends for a plain turn: lease take + prompt, then reply + session + rollup."""
         user, assistant = (dict(document) for document in documents)
         self.sessions.update_one({"_id": session_id}, {"$setOnInsert": {"agents": {}}}, upsert=True)
-        namespace = self.writes.full_name
+        messages, sessions = self.writes.full_name, self.sessions.full_name
+        now = schema.utcnow()
+        owner, until = uuid.uuid4().hex, now + timedelta(seconds=60)
+        rollup = schema.rollup_update("assistant", assistant["event_loop_metrics"])
+        assert rollup is not None
         cpu, start = cpu_ms(), time.perf_counter()
-        self.writes.insert_one(user)
         self.client.bulk_write(
             [
-                InsertOne(assistant, namespace=namespace),
+                UpdateOne(
+                    schema.lease_take_filter(session_id, "assistant", owner, now),
+                    schema.lease_take_update("assistant", owner, until, *recreate),
+                    upsert=True,
+                    namespace=sessions,
+                ),
+                InsertOne(user, namespace=messages),
+            ],
+            ordered=True,
+        )
+        self.client.bulk_write(
+            [
+                InsertOne(assistant, namespace=messages),
+                UpdateOne(
+                    {"_id": session_id},
+                    schema.with_lease_release(session_update, "assistant"),
+                    namespace=sessions,
+                ),
+                UpdateOne(*rollup, upsert=True, namespace=self.rollups.full_name),
+            ],
+            ordered=True,
+        )
+        return (time.perf_counter() - start) * 1000, cpu_ms() - cpu
+
+    def filed_writes(
+        self, documents: list[Document], session_update: Document, session_id: str
+    ) -> tuple[float, float]:
+        """The floor as issue 10 was filed: the user insert, then insert + session update."""
+        user, assistant = (dict(document) for document in documents)
+        self.sessions.update_one({"_id": session_id}, {"$setOnInsert": {"agents": {}}}, upsert=True)
+        cpu, start = cpu_ms(), time.perf_counter()
+        self.filed.insert_one(user)
+        self.client.bulk_write(
+            [
+                InsertOne(assistant, namespace=self.filed.full_name),
                 UpdateOne({"_id": session_id}, session_update, namespace=self.sessions.full_name),
             ],
             ordered=True,
@@ -189,9 +255,11 @@ async def _one_run(
             "floor",
             "indexed",
             "same_writes",
+            "filed",
             "cpu_with",
             "cpu_without",
             "cpu_same_writes",
+            "cpu_filed",
         )
     }
     for turn in range(turns):
@@ -207,12 +275,17 @@ async def _one_run(
         documents = _stored_turn(factory, session_id)
         samples["floor"].append(floors.inserts(documents))
         samples["indexed"].append(floors.inserts(documents, indexed=True))
-        update = schema.session_update(
-            agent=schema.agent_state(SessionAgent.from_agent(persisted)), totals=TOTALS, agent_id="assistant"
-        )
-        wall, cpu = floors.manager_writes(documents, update, session_id)
+        state = schema.agent_state(SessionAgent.from_agent(persisted))
+        update = schema.session_update(agent=state, totals=TOTALS, agent_id="assistant")
+        # What the lease take carries to recreate a session document deleted under the turn.
+        session = Session(session_id=session_id, session_type=SessionType.AGENT)
+        recreate = (schema.session_document(session), schema.agent_entry(state))
+        wall, cpu = floors.manager_writes(documents, update, session_id, recreate)
         samples["same_writes"].append(wall)
         samples["cpu_same_writes"].append(cpu)
+        wall, cpu = floors.filed_writes(documents, update, session_id)
+        samples["filed"].append(wall)
+        samples["cpu_filed"].append(cpu)
     differences = [w - b for w, b in zip(samples["with"], samples["without"], strict=True)]
     cpu_differences = [w - b for w, b in zip(samples["cpu_with"], samples["cpu_without"], strict=True)]
     medians = {name: statistics.median(values) for name, values in samples.items()}

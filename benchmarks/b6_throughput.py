@@ -9,8 +9,11 @@ one event loop; runs of the variants are interleaved, order rotated every repeat
 - this package through the async API and through the guide's API;
 - the **raw floor**: the same documents and the same round trips written with
   ``pymongo.AsyncMongoClient`` directly (read the session with its window in one aggregate;
-  insert the prompt, on a first turn in one client ``bulkWrite`` with the session and agent
-  upserts; one ``bulkWrite`` of the reply with its metrics + the session update);
+  one client ``bulkWrite`` of the turn lease's take + the prompt, on a first turn with the
+  session and agent upserts; one ``bulkWrite`` of the reply with its metrics + the session
+  update that gives the lease back + the hour rollup's ``$inc``);
+- the raw floor **as issue 10 was filed**, before the turn lease and the rollups (the prompt's
+  insert; the reply + the session update): a reference;
 - the PyPI peer ``strands-session-mongodb`` (synchronous pymongo on the loop, one shared client);
 - Strands' ``FileSessionManager`` on a temp dir; no session manager.
 """
@@ -23,9 +26,11 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from strands import Agent
@@ -48,6 +53,7 @@ VARIANTS = {
     "ours": "mongodb-session-manager, async API",
     "ours-guide": "mongodb-session-manager, guide API",
     "raw": "raw AsyncMongoClient floor (same documents, same round trips)",
+    "raw-filed": "raw floor as filed (no turn lease, no rollups)",
     "pypi": "PyPI strands-session-mongodb 0.2.0",
     "file": "Strands FileSessionManager (temp dir)",
     "none": "no session manager",
@@ -124,7 +130,7 @@ def run(ctx: Context) -> Result:
             if rates[(variant, mode)]:
                 result.add(f"{mode_label}: {label}", rates[(variant, mode)], "turns/s")
         ours = rates[("ours", mode)]
-        for other in ("ours-guide", "raw", "pypi", "file", "none"):
+        for other in ("ours-guide", "raw", "raw-filed", "pypi", "file", "none"):
             if ours and rates[(other, mode)]:
                 result.add(f"  {mode_label}: ratio ours / {other}", ratio(ours, rates[(other, mode)]), "x")
         guide = rates[("ours-guide", mode)]
@@ -252,8 +258,8 @@ async def _builder(variant: str, uri: str, database: str, storage: str) -> Build
     """What a variant does per request, per persistent agent, and to settle handed-off writes."""
     if variant in ("ours", "ours-guide"):
         return _ours(uri, database, guide=variant == "ours-guide")
-    if variant == "raw":
-        return await _raw(uri, database)
+    if variant in ("raw", "raw-filed"):
+        return await _raw(uri, database, filed=variant == "raw-filed")
     if variant == "pypi":
         return _pypi(uri, database)
     if variant == "file":
@@ -327,8 +333,11 @@ def _pypi(uri: str, database: str) -> Builder:
     return _with_manager(make)
 
 
-async def _raw(uri: str, database: str) -> Builder:
-    """The floor: what this package stores per request, written with AsyncMongoClient directly."""
+async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
+    """The floor: what this package stores per request, written with AsyncMongoClient directly.
+
+    ``filed``: what it stored when issue 10 was filed (no turn lease, no rollups).
+    """
     from pymongo import AsyncMongoClient, InsertOne, UpdateOne
     from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
@@ -336,10 +345,29 @@ async def _raw(uri: str, database: str) -> Builder:
 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
     db = client[database]
-    sessions, messages = db["raw_sessions"], db["raw_sessions_messages"]
+    prefix = "raw_filed" if filed else "raw"
+    sessions, messages = db[f"{prefix}_sessions"], db[f"{prefix}_sessions_messages"]
+    rollups = db[f"{prefix}_sessions_rollups"]
     await messages.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
     await sessions.create_indexes(schema.index_models(schema.SESSION_INDEXES))
+    await rollups.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
     agent_id = "assistant"
+
+    def lease_take(session_id: str, owner: str, state: dict[str, Any]) -> list[Any]:
+        if filed:
+            return []
+        now = schema.utcnow()
+        session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
+        return [
+            UpdateOne(
+                schema.lease_take_filter(session_id, agent_id, owner, now),
+                schema.lease_take_update(
+                    agent_id, owner, now + timedelta(seconds=60), session, schema.agent_entry(state)
+                ),
+                upsert=True,
+                namespace=sessions.full_name,
+            )
+        ]
 
     def new_agent(history: Sequence[Any]) -> Agent:
         return Agent(
@@ -355,6 +383,7 @@ async def _raw(uri: str, database: str) -> Builder:
         await stream_turn(agent, prompt)
         user, reply = agent.messages[-2], agent.messages[-1]
         state = schema.agent_state(SessionAgent.from_agent(agent))
+        owner = uuid.uuid4().hex
         user_document = schema.message_document(
             session_id, agent_id, SessionMessage.from_message(user, next_id)
         )
@@ -362,6 +391,7 @@ async def _raw(uri: str, database: str) -> Builder:
             session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
             await client.bulk_write(
                 [
+                    *lease_take(session_id, owner, state),
                     UpdateOne(
                         {"_id": session_id},
                         schema.create_session_update(session),
@@ -377,8 +407,16 @@ async def _raw(uri: str, database: str) -> Builder:
                 ],
                 ordered=True,
             )
-        else:
+        elif filed:
             await messages.insert_one(user_document)
+        else:
+            await client.bulk_write(
+                [
+                    *lease_take(session_id, owner, state),
+                    InsertOne(user_document, namespace=messages.full_name),
+                ],
+                ordered=True,
+            )
         usage = dict(agent.event_loop_metrics.accumulated_usage)
         record = {
             "status": "completed",
@@ -398,14 +436,18 @@ async def _raw(uri: str, database: str) -> Builder:
         reply_document = schema.message_document(
             session_id, agent_id, SessionMessage.from_message(reply, next_id + 1), event_loop_metrics=record
         )
+        update = schema.session_update(agent_id=agent_id, agent=state, totals=totals)
+        rollup = schema.rollup_update(agent_id, record)
+        assert rollup is not None
         await client.bulk_write(
             [
                 InsertOne(reply_document, namespace=messages.full_name),
                 UpdateOne(
                     {"_id": session_id},
-                    schema.session_update(agent_id=agent_id, agent=state, totals=totals),
+                    update if filed else schema.with_lease_release(update, agent_id),
                     namespace=sessions.full_name,
                 ),
+                *([] if filed else [UpdateOne(*rollup, upsert=True, namespace=rollups.full_name)]),
             ],
             ordered=True,
         )

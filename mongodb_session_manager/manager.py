@@ -18,6 +18,7 @@ session document and the agent entry are upserted with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import sys
@@ -106,6 +107,9 @@ class _Slot:
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     lease_wanted: bool = False  # the turn's next write takes the lease
     leased: bool = False  # the lease is ours (taken, not yet released)
+    # When the lease expires as taken. Not moved by renewals: a renewal that found the lease
+    # gone does not fail, so only the take says for sure that it was ours until then.
+    lease_until: datetime | None = None
     lease_contended: bool = False  # another writer held it when we restored: take it before anything
     renewer: asyncio.Task[None] | None = None
     store_error: BaseException | None = None  # the turn's failed write: no further write this turn
@@ -240,19 +244,27 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         slot.placeholder = None
         key = (event.invocation_state or {}).get(IDEMPOTENCY_KEY)
         slot.turn_key = None if key is None else validate_idempotency_key(key)
-        if slot.turn_key is not None:
-            await self._refuse_stored_turn(slot)
+        if slot.turn_key is not None and await self._refuse_stored_turn(slot) and self._turn_lock:
+            # Its turn is stored without a reply: most likely still running (a retry sent while
+            # the first request streams). Wait for its lease, then look again.
+            slot.lease_contended = True
         if not slot.restored or slot.pending:
             await slot.lane.run(self._catch_up, slot)
             compat.resume_interrupt(slot.agent, event.messages)
         slot.lease_wanted = self._turn_lock
-        if slot.lease_contended and self._turn_lock:
-            # Another writer's turn was running when we restored: wait for it, then read what it stored.
-            await self._in_turn(slot, self._take_lease_and_reload)
-        if slot.needs_repair is not None and not compat.interrupt_pending(slot.agent):
-            self._add_repairs(slot, slot.needs_repair)
-        if slot.unsaved:
-            await self._in_turn(slot, self._store_unsaved)
+        try:
+            if slot.lease_contended and self._turn_lock:
+                # Another writer's turn was running when we restored: wait for it, then read what it stored.
+                await self._in_turn(slot, self._take_lease_and_reload)
+            if slot.needs_repair is not None and not compat.interrupt_pending(slot.agent):
+                self._add_repairs(slot, slot.needs_repair)
+            if slot.unsaved:
+                await self._in_turn(slot, self._store_unsaved)
+        except BaseException:
+            # Strands runs no AfterInvocationEvent when this hook raises: give the lease back here.
+            if slot.leased:
+                await asyncio.shield(asyncio.wrap_future(slot.lane.submit(self._give_back, slot)))
+            raise
         slot.turn = TurnTracker.start(cast(Any, event.agent))
         slot.turn_start = len(event.agent.messages)
 
@@ -392,6 +404,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 except TurnAlreadyStoredError:
                     self._undo(slot, args)  # a retry of this request ran while we waited
                     raise
+            except TurnAlreadyStoredError:
+                self._undo(slot, args)  # not a store failure: the turn's end gives the lease back
+                raise
             except MongoDBSessionError as error:
                 self._undo(slot, args)
                 slot.lease_wanted = slot.lease_wanted and slot.turn is not None
@@ -410,6 +425,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             if messages[index] is job.message:
                 del messages[index]
                 return
+
+    def _give_back(self, slot: _Slot) -> None:
+        with contextlib.suppress(MongoDBSessionError):  # else it expires by itself
+            self._persist(slot, _Job(release=True))
 
     def _take_lease_and_reload(self, slot: _Slot) -> None:
         self._persist(slot, _Job())
@@ -454,19 +473,22 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     # --- idempotency --------------------------------------------------------------------------
 
-    async def _refuse_stored_turn(self, slot: _Slot) -> None:
+    async def _refuse_stored_turn(self, slot: _Slot) -> bool:
+        """Raise if the key's turn is stored with a reply; True if stored without one (yet)."""
         assert slot.turn_key is not None
-        await slot.lane.run(self._refuse_stored_turn_sync, slot, slot.turn_key)
+        return await slot.lane.run(self._refuse_stored_turn_sync, slot, slot.turn_key, not self._turn_lock)
 
-    def _refuse_stored_turn_sync(self, slot: _Slot, key: str) -> None:
+    def _refuse_stored_turn_sync(self, slot: _Slot, key: str, final: bool = True) -> bool:
         turn = self.repository.find_turn(self.session_id, slot.agent.agent_id, key)
         if turn is None:
-            return
+            return False
         prompt, replies = (
             turn[0],
             [record for record in turn[1:] if record.message.get("role") == "assistant"],
         )
         reply = replies[-1] if replies else None
+        if reply is None and not final:
+            return True
         raise TurnAlreadyStoredError(
             f"session_id=<{self.session_id}> | agent_id=<{slot.agent.agent_id}> | idempotency_key=<{key}> | "
             f"this request already ran: its turn starts at message {prompt.message_id}"
@@ -545,11 +567,14 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 ids = [] if stored_id is None else [stored_id]
         except StaleWindow:
             slot.leased, slot.lease_wanted = True, False  # the lease was taken before the message lost
+            slot.lease_until = None if lease is None else lease.until
             raise
         self._lifecycle.confirm(stamp)
         slot.stored = True
         if lease is not None:
             slot.leased = not lease.release
+            if lease.release or lease.take:
+                slot.lease_until = None if lease.release else lease.until
             slot.lease_wanted = False
         if changed is not None or create is not None:
             slot.written = state
@@ -570,14 +595,27 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             return None
         if not slot.lease_wanted and not job.release:
             return None  # held already; the renewer keeps it
-        until = schema.utcnow() + timedelta(seconds=self._lease_ttl)
+        now = schema.utcnow()
+        until = now + timedelta(seconds=self._lease_ttl)
+        # Sure it is still ours: taken in this very write, or taken recently enough that a third
+        # of its time is still ahead (the margin covers clock skew between hosts). A turn longer
+        # than that releases by owner, in an op of its own.
+        sure = slot.lease_wanted or (
+            slot.lease_until is not None and slot.lease_until - now > timedelta(seconds=self._lease_ttl / 3)
+        )
         entry = session = None
         if slot.lease_wanted and slot.stored:  # what recreates a session document deleted under us
             current = compat.agent_state(slot.agent)
             entry = schema.agent_entry(self._lifecycle.seal_state(self.session_id, current) or current)
             session = self._session_fields()
         return Lease(
-            slot.owner, until, take=slot.lease_wanted, release=job.release, agent=entry, session=session
+            slot.owner,
+            until,
+            take=slot.lease_wanted,
+            release=job.release,
+            agent=entry,
+            session=session,
+            sure=sure,
         )
 
     @staticmethod

@@ -140,6 +140,7 @@ __all__ = [
     "update_message_update",
     "user_sessions_filter",
     "utcnow",
+    "with_lease_release",
 ]
 
 SCHEMA_VERSION = 1
@@ -544,6 +545,15 @@ def lease_release_filter(session_id: str, agent_id: str, owner: str) -> dict[str
 
 def lease_release_update(agent_id: str) -> dict[str, Any]:
     return {"$unset": {lease_path(agent_id): ""}}
+
+
+def with_lease_release(update: Mapping[str, Any], agent_id: str) -> dict[str, Any]:
+    """``update`` that also gives the agent's lease back (a release riding in the session update).
+
+    Only for a lease its writer is sure it still holds: the session update matches ``_id``
+    alone, so it releases whoever holds the lease.
+    """
+    return {**update, "$unset": {**update.get("$unset", {}), lease_path(agent_id): ""}}
 
 
 def lease_renew_update(agent_id: str, until: datetime) -> dict[str, Any]:

@@ -139,6 +139,28 @@ async def test_a_long_turn_renews_its_lease(factory: Any, mongo_client: Client, 
     await manager.aclose()
 
 
+async def test_a_turn_that_outlived_its_first_lease_gives_back_only_its_own(
+    factory: Any, mongo_client: Client, database_name: str
+) -> None:
+    # Past two thirds of the lease's time the writer is no longer sure it still holds it: the
+    # release matches its owner, so a lease that changed hands (renewals lost) stays.
+    await request(factory, "handed-over", "hello")
+    model = ScriptedModel(["word " * 40], chunk_delay=0.03)  # ~1.2 s of streaming
+    manager = await factory.acreate_session_manager("handed-over", agent_id="assistant", lease_ttl=1.0)
+    agent = Agent(agent_id="assistant", model=model, session_manager=manager, callback_handler=None)
+    running = asyncio.create_task(agent.invoke_async("go slowly"))
+    await asyncio.sleep(0.5)
+    sessions = mongo_client[database_name].sessions
+    later = utcnow() + timedelta(seconds=60)
+    sessions.update_one(
+        {"_id": "handed-over"}, {"$set": {"leases.assistant": {"owner": "another", "until": later}}}
+    )
+    await running
+    await manager.aclose()
+
+    assert sessions.find_one({"_id": "handed-over"})["leases"]["assistant"]["owner"] == "another"
+
+
 async def test_turn_lock_false_writes_no_lease(
     factory: Any, mongo_client: Client, database_name: str
 ) -> None:
@@ -200,6 +222,26 @@ async def test_concurrent_retries_with_one_key_run_one_turn(
 
     assert replies == ["only once"] * 3
     assert [text_of(d) for d in stored(mongo_client, database_name, "double")] == ["pay", "only once"]
+
+
+async def test_a_retry_sent_while_the_first_request_streams_waits_and_gets_its_reply(
+    factory: Any, mongo_client: Client, database_name: str
+) -> None:
+    async def send(model: ScriptedModel) -> str:
+        async with await factory.acreate_session_manager("retry-early", agent_id="assistant") as manager:
+            agent = Agent(agent_id="assistant", model=model, session_manager=manager, callback_handler=None)
+            chunks = stream_text(agent, "pay", session_manager=manager, idempotency_key="click-2")
+            return "".join([chunk async for chunk in chunks])
+
+    first = asyncio.create_task(send(ScriptedModel(["paid in full"], chunk_delay=0.1)))
+    while not stored(mongo_client, database_name, "retry-early"):  # the prompt is stored, the reply streams
+        await asyncio.sleep(0.01)
+    retry = await send(ScriptedModel(["must not run"]))
+
+    assert retry == await first == "paid in full"
+    assert [text_of(d) for d in stored(mongo_client, database_name, "retry-early")] == ["pay", "paid in full"]
+    assert not mongo_client[database_name].sessions.find_one({"_id": "retry-early"}).get("leases")
+    assert (await request(factory, "retry-early", "next", turn_wait=0.5))[0] == "reply to next"
 
 
 async def test_a_plain_turn_with_the_lease_and_tools_stays_valid_for_a_strict_model(

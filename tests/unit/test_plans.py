@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from strands.types.session import SessionMessage
 
+from mongodb_session_manager import schema
 from mongodb_session_manager._plans import (
     EnsureIndexes,
     Find,
     FindAndUpdate,
     Flow,
     InsertOp,
+    Lease,
     MessageWrite,
     NewAgent,
     RunPlan,
     SessionWrite,
     Step,
+    UpdateOp,
     drive_sync,
     write_flow,
 )
@@ -106,3 +110,30 @@ def test_a_first_write_creates_the_session_and_the_agent_in_the_same_plan() -> N
         ("messages", False),
     ]
     assert plan.message_index == 2
+
+
+def lease(**fields: Any) -> Lease:
+    return Lease("me", schema.utcnow() + timedelta(seconds=60), **fields)
+
+
+def test_a_turn_that_surely_still_holds_its_lease_releases_it_in_the_session_update() -> None:
+    write = SessionWrite("a", totals={"turns": 1}, lease=lease(release=True, sure=True))
+    plan = first_plan(write_flow("s", "a", message(3), write))
+    assert [op.target for op in plan.ops] == ["messages", "sessions"]
+    update = plan.ops[1]
+    assert isinstance(update, UpdateOp)
+    assert update.filter == {"_id": "s"}
+    assert update.update["$unset"] == {"leases.a": ""}
+    assert update.update["$inc"]["totals.turns"] == 1
+
+
+def test_a_lease_that_may_have_expired_is_released_only_by_its_owner() -> None:
+    write = SessionWrite("a", totals={"turns": 1}, lease=lease(release=True))
+    plan = first_plan(write_flow("s", "a", message(3), write))
+    assert [op.target for op in plan.ops] == ["messages", "sessions", "sessions"]
+    session_update, release = plan.ops[1], plan.ops[2]
+    assert isinstance(session_update, UpdateOp)
+    assert isinstance(release, UpdateOp)
+    assert "$unset" not in session_update.update
+    assert release.filter == {"_id": "s", "leases.a.owner": "me"}
+    assert release.update == {"$unset": {"leases.a": ""}}
