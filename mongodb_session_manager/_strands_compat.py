@@ -26,6 +26,7 @@ from strands.hooks import (
     MessageAddedEvent,
     MultiAgentInitializedEvent,
 )
+from strands.multiagent.base import MultiAgentBase
 from strands.session.repository_session_manager import RepositorySessionManager
 from strands.types.content import Message
 from strands.types.session import SessionAgent, SessionMessage
@@ -48,6 +49,11 @@ STRANDS_SESSION_EVENTS: frozenset[type[Any]] = frozenset(
         AfterMultiAgentInvocationEvent,
     }
 )
+
+
+def is_multi_agent(source: object) -> bool:
+    """A Graph or Swarm (what ``initialize_multi_agent`` restores), not an agent."""
+    return isinstance(source, MultiAgentBase)
 
 
 def is_full_agent(agent: LocalAgent) -> bool:

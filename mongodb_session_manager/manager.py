@@ -36,6 +36,7 @@ from strands.hooks import (
     AfterNodeCallEvent,
     AgentInitializedEvent,
     BeforeInvocationEvent,
+    BeforeMultiAgentInvocationEvent,
     HookRegistry,
     MessageAddedEvent,
     MultiAgentInitializedEvent,
@@ -217,6 +218,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         check_metadata(self._metadata)  # and what BSON cannot hold
         self._slots: dict[str, _Slot] = {}
         self._preloaded: dict[str, SessionSnapshot | None] = {}
+        # Built on an event loop's thread: Graphs and Swarms restore at their first invocation
+        # (Strands initialises them from a loop of its own that the caller's thread waits for).
+        self._defer_multi_agents = on_loop_thread()
+        self._deferred_multi_agents: dict[str, MultiAgentBase] = {}
         self._lane = Lane()  # multi-agent state
         self._closed = False
 
@@ -235,6 +240,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         registry.add_callback(
             MultiAgentInitializedEvent, lambda event: self.initialize_multi_agent(event.source)
         )
+        registry.add_callback(BeforeMultiAgentInvocationEvent, self._on_before_multi_agent_invocation)
         registry.add_callback(AfterNodeCallEvent, self._on_multi_agent_changed)
         registry.add_callback(AfterMultiAgentInvocationEvent, self._on_multi_agent_changed)
 
@@ -731,9 +737,15 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def _restore_from_store(self, slot: _Slot) -> None:
         self._restore(slot, self._load(slot.agent.agent_id))
 
-    async def load(self, agent: LocalAgent) -> None:
-        """Restore a deferred agent now, so ``agent.messages`` holds the history before a turn."""
-        slot = self._slot(agent)
+    async def load(self, agent: LocalAgent | MultiAgentBase) -> None:
+        """Restore a deferred agent now, so ``agent.messages`` holds the history before a turn.
+
+        A Graph or Swarm given here gets its stored state now instead of at its first invocation.
+        """
+        if compat.is_multi_agent(agent):
+            await self._load_multi_agent(cast("MultiAgentBase", agent))
+            return
+        slot = self._slot(cast(LocalAgent, agent))
         if not slot.restored:
             await slot.lane.run(self._restore_from_store, slot)
 
@@ -820,13 +832,27 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         )
 
     def initialize_multi_agent(self, source: MultiAgentBase, **kwargs: Any) -> None:
+        """Restore a Graph's or Swarm's state: now, or at its first invocation for a loop's manager."""
         self._ensure_open()
+        if self._defer_multi_agents:
+            self._deferred_multi_agents[source.id] = source
+        else:
+            self._restore_multi_agent(source)
+
+    def _restore_multi_agent(self, source: MultiAgentBase) -> None:
         state = self.repository.read_multi_agent(self.session_id, source.id)
         if state is None:
             self._ensure_session()
             self.repository.create_multi_agent(self.session_id, source)
         else:
             source.deserialize_state(state)
+
+    async def _on_before_multi_agent_invocation(self, event: BeforeMultiAgentInvocationEvent) -> None:
+        await self._load_multi_agent(event.source)
+
+    async def _load_multi_agent(self, source: MultiAgentBase) -> None:
+        if self._deferred_multi_agents.pop(source.id, None) is not None:
+            await self._lane.run(self._restore_multi_agent, source)
 
     def sync_multi_agent(self, source: MultiAgentBase, **kwargs: Any) -> None:
         self._ensure_open()

@@ -62,3 +62,74 @@ def test_a_graph_of_two_agents_persists_and_resumes_its_state(
         finally:
             Graph.deserialize_state = original  # type: ignore[method-assign]
     assert restored == [state]
+
+
+def capture_restores() -> tuple[list[dict[str, Any]], Any]:
+    """Record every state Graph.deserialize_state is given; returns (records, undo)."""
+    restored: list[dict[str, Any]] = []
+    original = Graph.deserialize_state
+
+    def capture(self: Graph, payload: dict[str, Any]) -> None:
+        restored.append(payload)
+        original(self, payload)
+
+    Graph.deserialize_state = capture  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Graph.deserialize_state = original  # type: ignore[method-assign]
+
+    return restored, undo
+
+
+async def test_a_graph_built_on_the_loop_restores_at_its_first_invocation_without_io_in_the_constructor(
+    database_name: str, client: Client, counted_client: Client, counter: Any
+) -> None:
+    with MongoDBSessionManager(session_id="team-loop", client=client, database_name=database_name) as first:
+        research_graph(first)("Write a report")  # Strands runs it on a loop of its own
+    stored = client[database_name].sessions.find_one({"_id": "team-loop"})
+    assert stored is not None
+    state = stored["multi_agents"]["report_graph"]["state"]
+
+    restored, undo = capture_restores()
+    try:
+        manager = MongoDBSessionManager(
+            session_id="team-loop", client=counted_client, database_name=database_name
+        )
+        counter.take()
+        graph = research_graph(manager)
+        assert counter.take() == []  # the constructor waited on no network
+        assert restored == []
+        await graph.invoke_async("Write it again")
+        assert restored == [state]  # exactly what the eager restore gives, before the first node ran
+        await manager.aclose()
+    finally:
+        undo()
+
+
+async def test_load_restores_a_deferred_graph_now_and_once(database_name: str, client: Client) -> None:
+    with MongoDBSessionManager(session_id="team-load", client=client, database_name=database_name) as first:
+        research_graph(first)("Write a report")
+    state = client[database_name].sessions.find_one({"_id": "team-load"})["multi_agents"]["report_graph"][
+        "state"
+    ]
+
+    restored, undo = capture_restores()
+    try:
+        manager = MongoDBSessionManager(session_id="team-load", client=client, database_name=database_name)
+        graph = research_graph(manager)
+        await manager.load(graph)
+        assert restored == [state]
+        await graph.invoke_async("Write it again")
+        assert restored == [state]  # not read a second time
+        await manager.aclose()
+    finally:
+        undo()
+
+
+async def test_a_graph_built_on_the_loop_that_never_runs_writes_nothing(
+    database_name: str, client: Client
+) -> None:
+    manager = MongoDBSessionManager(session_id="team-idle", client=client, database_name=database_name)
+    research_graph(manager)
+    await manager.aclose()
+    assert client[database_name].sessions.find_one({"_id": "team-idle"}) is None
