@@ -2,10 +2,16 @@
 
 Two sessions are stored through the repository: one with a single message holding a 20 MB
 image (5 MB at tiny size), one with ten such messages. Each resume (``load_session``: the
-session, its window and every image read back from GridFS) is timed and the bytes checked.
-Target (issue 14): the ten-image session resumes in under 2x the one-image session's time.
-A resume has to read every byte, so the ratio follows the bytes unless downloads overlap;
-reported as measured.
+session, its window and every image read back) is timed and the bytes checked, twice over:
+
+- **cold**: a repository with ``large_content_cache_bytes=0``, so every image is downloaded
+  (one find of the file documents and one of all their chunks);
+- **warm**: the repository that stored them, whose process-wide content cache holds the bytes
+  since their upload (what every turn of a web app that resumes the session per request sees).
+
+Target (issue 14): the ten-image session resumes in under 2x the one-image session's time. A
+cold resume has to move every byte, so its ratio follows the bytes; both are reported, and the
+verdict says which one meets the target.
 """
 
 from __future__ import annotations
@@ -28,10 +34,41 @@ def run(ctx: Context) -> Result:
     result = Result(
         "B12", f"Resume: 1 vs {MANY} messages with a {megabytes} MB image (GridFS)", f"< {TARGET}x"
     )
-    repository = MongoDBSessionRepository(client=ctx.client, database_name=ctx.database("b12"))
+    database_name = ctx.database("b12")
+    warm = MongoDBSessionRepository(client=ctx.client, database_name=database_name)
+    cold = MongoDBSessionRepository(
+        client=ctx.client, database_name=database_name, large_content_cache_bytes=0
+    )
     image = os.urandom(megabytes * 1024 * 1024)
-    store_s = {count: _store(repository, f"b12-{count}", count, image) for count in (1, MANY)}
+    store_s = {count: _store(warm, f"b12-{count}", count, image) for count in (1, MANY)}
+    worst: dict[str, float] = {}
+    for label, repository in (("cold", cold), ("warm", warm)):
+        timings = _resumes(ctx, repository, image)
+        result.add(f"{label} resume, 1 image message", timings[1], "ms")
+        result.add(f"{label} resume, {MANY} image messages", timings[MANY], "ms")
+        ratios = ratio(timings[MANY], timings[1])
+        result.add(f"{label} ratio {MANY} / 1", ratios, "x")
+        worst[label] = max(ratios)
+    met = {label for label, value in worst.items() if value < TARGET}
+    why = "; ".join(
+        f"{label} (cache {'filled' if label == 'warm' else 'empty'}): {MANY} images resume in "
+        f"{value:.2f}x the time of one at worst, target {'met' if label in met else 'missed'}"
+        for label, value in worst.items()
+    )
+    result.judge(met == set(worst), why)
+    result.notes.append(
+        f"stored 1 image in {store_s[1]:.2f} s, {MANY} in {store_s[MANY]:.2f} s ({megabytes} MB each); "
+        "cold: every byte is downloaded (2 finds + their getMores), so its ratio follows the bytes; "
+        "warm: the process-wide cache of large content (large_content_cache_bytes, 256 MiB default)"
+    )
+    return result
+
+
+def _resumes(ctx: Context, repository: MongoDBSessionRepository, image: bytes) -> dict[int, list[float]]:
+    """Resume timings (ms) of the 1- and the MANY-image session; the bytes checked every time."""
     timings: dict[int, list[float]] = {1: [], MANY: []}
+    for count in (1, MANY):  # untimed: the first command of a run pays for connections and caches
+        repository.load_session(f"b12-{count}", "assistant")
     for _ in range(ctx.size.repeats):
         for count in (1, MANY):
             start = time.perf_counter()
@@ -39,17 +76,11 @@ def run(ctx: Context) -> Result:
             timings[count].append((time.perf_counter() - start) * 1000)
             assert snapshot is not None
             assert len(snapshot.window) == count
-            assert snapshot.window[-1].message["content"][0]["image"]["source"]["bytes"] == image
-    result.add("resume, 1 image message", timings[1], "ms")
-    result.add(f"resume, {MANY} image messages", timings[MANY], "ms")
-    ratios = ratio(timings[MANY], timings[1])
-    result.add(f"ratio {MANY} / 1", ratios, "x")
-    worst = max(ratios)
-    result.judge(worst < TARGET, f"{MANY} images resume in {worst:.2f}x the time of one at worst")
-    result.notes.append(
-        f"stored 1 image in {store_s[1]:.2f} s, {MANY} in {store_s[MANY]:.2f} s ({megabytes} MB each)"
-    )
-    return result
+            assert all(
+                stored.message["content"][0]["image"]["source"]["bytes"] == image
+                for stored in snapshot.window
+            )
+    return timings
 
 
 def _store(repository: MongoDBSessionRepository, session_id: str, count: int, image: bytes) -> float:
