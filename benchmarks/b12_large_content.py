@@ -5,7 +5,7 @@ image (5 MB at tiny size), one with ten such messages. Each resume (``load_sessi
 session, its window and every image read back) is timed and the bytes checked, twice over:
 
 - **cold**: a repository with ``large_content_cache_bytes=0``, so every image is downloaded
-  (one find of the file documents and one of all their chunks);
+  (one find of the file documents, then one of their chunks per 64 MiB of content);
 - **warm**: the repository that stored them, whose process-wide content cache holds the bytes
   since their upload (what every turn of a web app that resumes the session per request sees).
 
@@ -58,7 +58,8 @@ def run(ctx: Context) -> Result:
     result.judge(met == set(worst), why)
     result.notes.append(
         f"stored 1 image in {store_s[1]:.2f} s, {MANY} in {store_s[MANY]:.2f} s ({megabytes} MB each); "
-        "cold: every byte is downloaded (2 finds + their getMores), so its ratio follows the bytes; "
+        "cold: every byte is downloaded (a find of the file documents, one of the chunks per 64 MiB, "
+        "their getMores), so its ratio follows the bytes; "
         "warm: the process-wide cache of large content (large_content_cache_bytes, 256 MiB default)"
     )
     return result

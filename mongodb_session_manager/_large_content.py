@@ -37,6 +37,7 @@ __all__ = [
     "chunks_query",
     "corrupt_file",
     "document_references",
+    "download_batches",
     "files_filter",
     "missing_file",
     "offload",
@@ -235,6 +236,28 @@ CHUNK_SORT = (("files_id", 1), ("n", 1))  # the GridFS chunks index serves it
 def chunks_query(file_ids: Sequence[ObjectId]) -> Document:
     """The chunks of every file in ``file_ids``: one query (sorted by :data:`CHUNK_SORT`) for all."""
     return {"files_id": {"$in": list(file_ids)}}
+
+
+def download_batches(
+    file_ids: Sequence[ObjectId], files: Sequence[Mapping[str, Any]], max_bytes: int
+) -> list[list[ObjectId]]:
+    """``file_ids`` in groups of at most ``max_bytes`` of content (a larger file alone), a query each.
+
+    A bound on what one query holds in memory beside the bytes already joined; files missing
+    their document raise :func:`missing_file` here, before any chunk is read.
+    """
+    lengths = {document["_id"]: int(document["length"]) for document in files}
+    batches: list[list[ObjectId]] = []
+    size = max_bytes
+    for file_id in file_ids:
+        if file_id not in lengths:
+            raise missing_file(file_id)
+        if size + lengths[file_id] > max_bytes or not batches:
+            batches.append([])
+            size = 0
+        batches[-1].append(file_id)
+        size += lengths[file_id]
+    return batches
 
 
 def assemble_files(

@@ -35,6 +35,7 @@ from ._large_content import (
     assemble_files,
     chunks_query,
     document_references,
+    download_batches,
     files_filter,
     offload,
     restore_document,
@@ -615,15 +616,19 @@ def restore_flow(documents: Sequence[Document]) -> Flow[list[Document]]:
     return [dict(restore_document(document, files)) for document in documents]
 
 
+# What one chunks query of a download may bring (its answer is held until joined into files).
+DOWNLOAD_BATCH_BYTES = 64 * 1024 * 1024
+
+
 def download_flow(
     file_ids: Sequence[Any], cache: ContentCache | None, bucket: tuple[str, str], operation: str
 ) -> Flow[dict[Any, bytes]]:
-    """The bytes of GridFS files: from ``cache`` where it holds them, the rest in two queries.
+    """The bytes of GridFS files: from ``cache`` where it holds them, the rest in few queries.
 
-    One ``find`` of the file documents (length, chunk size) and one of all their chunks
-    (``files_id $in``, sorted by ``(files_id, n)``), instead of a stream per file; checked by
-    :func:`assemble_files`. ``bucket``: (database, bucket name), the cache's key prefix;
-    ``operation``: what the read is for, in errors.
+    One ``find`` of the file documents (length, chunk size), then one of all their chunks
+    (``files_id $in``, sorted by ``(files_id, n)``) per :data:`DOWNLOAD_BATCH_BYTES` of content,
+    instead of a stream per file; checked by :func:`assemble_files`. ``bucket``: (database,
+    bucket name), the cache's key prefix; ``operation``: what the read is for, in errors.
     """
     keys = {file_id: (*bucket, file_id) for file_id in file_ids}
     cached = cache.get_many(keys.values()) if cache is not None else {}
@@ -632,10 +637,13 @@ def download_flow(
     if not wanted:
         return files
     documents = yield ask(Find("files", {"_id": {"$in": wanted}}, projection=FILE_PROJECTION), operation)
-    chunks = yield ask(
-        Find("chunks", chunks_query(wanted), sort=CHUNK_SORT, projection=CHUNK_PROJECTION), operation
-    )
-    downloaded = assemble_files(wanted, documents, chunks)
+    downloaded: dict[Any, bytes] = {}
+    for batch in download_batches(wanted, documents, DOWNLOAD_BATCH_BYTES):
+        chunks = yield ask(
+            Find("chunks", chunks_query(batch), sort=CHUNK_SORT, projection=CHUNK_PROJECTION), operation
+        )
+        downloaded |= assemble_files(batch, documents, chunks)
+        del chunks  # before the next batch arrives
     if cache is not None:
         cache.put_many({keys[file_id]: data for file_id, data in downloaded.items()})
     return files | downloaded

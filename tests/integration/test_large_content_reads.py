@@ -20,6 +20,7 @@ from mongodb_session_manager import (
     AsyncMongoDBSessionRepository,
     MongoDBSessionManager,
     MongoDBSessionRepository,
+    _plans,
 )
 from mongodb_session_manager.errors import ConfigurationError, MongoDBSessionError
 from mongodb_session_manager.testing import CommandCounter
@@ -95,6 +96,20 @@ def test_a_resume_reads_all_its_files_in_one_find_of_files_and_one_of_chunks(
         _image_bytes(stored.message) for stored in cold_reader.list_messages("album", "assistant")
     ] == IMAGES
     assert counter.take().count("find") == 4  # the live session and its messages, the files in two
+
+
+def test_a_read_past_the_batch_bound_queries_the_chunks_in_groups_of_files(
+    writer: MongoDBSessionRepository,
+    cold_reader: MongoDBSessionRepository,
+    counter: CommandCounter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What one chunks query may hold in memory (64 MiB): here two images' worth.
+    monkeypatch.setattr(_plans, "DOWNLOAD_BATCH_BYTES", 2 * SIZE + 10)
+    _store(writer, "batched")
+    counter.take()
+    assert _resumed_images(cold_reader, "batched") == IMAGES
+    assert counter.take().count("find") == 3  # the file documents, then images 1-2 and image 3
 
 
 def test_a_missing_chunk_or_file_fails_with_the_package_error_instead_of_other_bytes(

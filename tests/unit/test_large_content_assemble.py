@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from bson.objectid import ObjectId
 
-from mongodb_session_manager._large_content import assemble_files, chunks_query
+from mongodb_session_manager._large_content import assemble_files, chunks_query, download_batches
 from mongodb_session_manager.errors import MongoDBSessionError
 
 FIRST, SECOND = ObjectId(), ObjectId()
@@ -51,3 +51,13 @@ def test_chunks_that_do_not_add_up_to_the_file_raise_instead_of_returning_other_
 ) -> None:
     with pytest.raises(MongoDBSessionError, match=f"file_id=<{FIRST}> .* incomplete: {detail}"):
         assemble_files([FIRST], [_file(FIRST, 10)], chunks)
+
+
+def test_downloads_are_grouped_by_bytes_and_a_missing_file_stops_them_before_any_chunk() -> None:
+    third = ObjectId()
+    files = [_file(FIRST, 40), _file(SECOND, 70), _file(third, 30)]
+    assert download_batches([FIRST, SECOND, third], files, 100) == [[FIRST], [SECOND, third]]
+    assert download_batches([FIRST, SECOND, third], files, 1000) == [[FIRST, SECOND, third]]
+    assert download_batches([SECOND], files, 10) == [[SECOND]]  # larger than the bound: alone
+    with pytest.raises(MongoDBSessionError, match=f"file_id=<{third}> .* is missing"):
+        download_batches([FIRST, third], files[:1], 100)
