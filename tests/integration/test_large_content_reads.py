@@ -10,6 +10,7 @@ builds a manager per request resumes the session without downloading its images 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import pymongo
@@ -19,6 +20,7 @@ from strands.types.session import Session, SessionAgent, SessionMessage, Session
 from mongodb_session_manager import (
     AsyncMongoDBSessionRepository,
     MongoDBSessionManager,
+    MongoDBSessionManagerFactory,
     MongoDBSessionRepository,
     _plans,
 )
@@ -258,6 +260,31 @@ def test_deleting_a_session_drops_its_files_from_every_cache_of_the_process(
     assert writer.delete_session("gone")
     assert (len(default_cache), len(other.large_content_cache)) == (1, 0)
     assert _resumed_images(writer, "kept") == IMAGES[2:]
+
+    # What the TTL monitor does (the documents go, not the files), then the sweep.
+    database = writer.database
+    database["sessions"].delete_one({"_id": "kept"})
+    database["sessions_messages"].delete_many({"session_id": "kept"})
+    assert writer.sweep_files(older_than=timedelta(microseconds=1)) == 1
+    assert len(default_cache) == 0
+
+
+def test_the_factory_gives_its_cache_bound_to_every_repository_it_makes(
+    mongodb_uri: str, database_name: str
+) -> None:
+    factory = MongoDBSessionManagerFactory(mongodb_uri, database_name, large_content_cache_bytes=0)
+    try:
+        assert factory.repository.large_content_cache is None
+        elsewhere = factory.create_session_manager("s", collection_name="other_sessions")
+        assert elsewhere.repository is not factory.repository
+        assert elsewhere.repository.large_content_cache is None
+    finally:
+        factory.close()
+    default = MongoDBSessionManagerFactory(mongodb_uri, database_name)
+    try:
+        assert default.repository.large_content_cache_bytes == 256 * 1024 * 1024
+    finally:
+        default.close()
 
 
 async def test_the_async_repository_reads_in_two_finds_and_then_from_the_cache(
