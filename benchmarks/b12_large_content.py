@@ -11,12 +11,13 @@ session, its window and every image read back) is timed and the bytes checked, t
 
 Target (issue 14): the ten-image session resumes in under 2x the one-image session's time. A
 cold resume has to move every byte, so its ratio follows the bytes; both are reported, and the
-verdict says which one meets the target.
+verdict says which one meets the target (on the median of the paired runs' ratios).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
@@ -27,6 +28,9 @@ from ._common import Context, Result, ratio
 
 TARGET = 2.0
 MANY = 10
+# Warm resumes take a millisecond or two, where one descheduling is a large share: more runs,
+# and the verdict on the median ratio of paired runs (the worst is reported beside it).
+WARM_REPEATS = 25
 
 
 def run(ctx: Context) -> Result:
@@ -41,21 +45,23 @@ def run(ctx: Context) -> Result:
     )
     image = os.urandom(megabytes * 1024 * 1024)
     store_s = {count: _store(warm, f"b12-{count}", count, image) for count in (1, MANY)}
+    medians: dict[str, float] = {}
     worst: dict[str, float] = {}
-    for label, repository in (("cold", cold), ("warm", warm)):
-        timings = _resumes(ctx, repository, image)
+    for label, repository, repeats in (("cold", cold, ctx.size.repeats), ("warm", warm, WARM_REPEATS)):
+        timings = _resumes(repository, image, max(repeats, ctx.size.repeats))
         result.add(f"{label} resume, 1 image message", timings[1], "ms")
         result.add(f"{label} resume, {MANY} image messages", timings[MANY], "ms")
         ratios = ratio(timings[MANY], timings[1])
         result.add(f"{label} ratio {MANY} / 1", ratios, "x")
-        worst[label] = max(ratios)
-    met = {label for label, value in worst.items() if value < TARGET}
+        medians[label], worst[label] = statistics.median(ratios), max(ratios)
+    met = {label for label, value in medians.items() if value < TARGET}
     why = "; ".join(
         f"{label} (cache {'filled' if label == 'warm' else 'empty'}): {MANY} images resume in "
-        f"{value:.2f}x the time of one at worst, target {'met' if label in met else 'missed'}"
-        for label, value in worst.items()
+        f"{medians[label]:.2f}x the time of one (median; worst {worst[label]:.2f}x), "
+        f"target {'met' if label in met else 'missed'}"
+        for label in medians
     )
-    result.judge(met == set(worst), why)
+    result.judge(met == set(medians), why)
     result.notes.append(
         f"stored 1 image in {store_s[1]:.2f} s, {MANY} in {store_s[MANY]:.2f} s ({megabytes} MB each); "
         "cold: every byte is downloaded (a find of the file documents, one of the chunks per 64 MiB, "
@@ -65,12 +71,12 @@ def run(ctx: Context) -> Result:
     return result
 
 
-def _resumes(ctx: Context, repository: MongoDBSessionRepository, image: bytes) -> dict[int, list[float]]:
+def _resumes(repository: MongoDBSessionRepository, image: bytes, repeats: int) -> dict[int, list[float]]:
     """Resume timings (ms) of the 1- and the MANY-image session; the bytes checked every time."""
     timings: dict[int, list[float]] = {1: [], MANY: []}
     for count in (1, MANY):  # untimed: the first command of a run pays for connections and caches
         repository.load_session(f"b12-{count}", "assistant")
-    for _ in range(ctx.size.repeats):
+    for _ in range(repeats):
         for count in (1, MANY):
             start = time.perf_counter()
             snapshot = repository.load_session(f"b12-{count}", "assistant")
