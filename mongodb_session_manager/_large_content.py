@@ -10,7 +10,8 @@ document may not exceed 16 MiB) for a GridFS file; the block keeps a reference i
 A DBRef (``{"$ref", "$id", "length"}``) is what no user content can hold: the storability check
 refuses a ``$ref`` key in messages (:mod:`._storable`), so a reference is never mistaken for
 content. Nothing here does I/O: :func:`offload` returns the files to upload, :func:`references`
-the files to download, :func:`restore` puts their bytes back.
+the files to download, :func:`chunks_query` the one query that reads all their chunks,
+:func:`assemble_files` checks and joins them, :func:`restore` puts their bytes back.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ from .errors import ConfigurationError, MongoDBSessionError
 
 __all__ = [
     "BINARY_BLOCKS",
+    "CHUNK_PROJECTION",
+    "CHUNK_SORT",
     "DEFAULT_LARGE_CONTENT_THRESHOLD",
+    "FILE_PROJECTION",
     "FileUpload",
     "LargeContent",
+    "assemble_files",
+    "chunks_query",
+    "corrupt_file",
     "document_references",
+    "download_batches",
     "files_filter",
     "missing_file",
     "offload",
@@ -210,6 +218,80 @@ def missing_file(file_id: Any) -> MongoDBSessionError:
     return MongoDBSessionError(
         f"file_id=<{file_id}> | a stored message refers to a content file that is missing"
     )
+
+
+def corrupt_file(file_id: Any, detail: str) -> MongoDBSessionError:
+    """The error for a content file whose chunks do not add up to its length (damaged outside)."""
+    return MongoDBSessionError(
+        f"file_id=<{file_id}> | a stored message refers to a content file that is incomplete: {detail}"
+    )
+
+
+# What a read needs of a GridFS file document and of its chunks.
+FILE_PROJECTION: Mapping[str, int] = {"length": 1, "chunkSize": 1}
+CHUNK_PROJECTION: Mapping[str, int] = {"_id": 0, "files_id": 1, "n": 1, "data": 1}
+CHUNK_SORT = (("files_id", 1), ("n", 1))  # the GridFS chunks index serves it
+
+
+def chunks_query(file_ids: Sequence[ObjectId]) -> Document:
+    """The chunks of every file in ``file_ids``: one query (sorted by :data:`CHUNK_SORT`) for all."""
+    return {"files_id": {"$in": list(file_ids)}}
+
+
+def download_batches(
+    file_ids: Sequence[ObjectId], files: Sequence[Mapping[str, Any]], max_bytes: int
+) -> list[list[ObjectId]]:
+    """``file_ids`` in groups of at most ``max_bytes`` of content (a larger file alone), a query each.
+
+    A bound on what one query holds in memory beside the bytes already joined; files missing
+    their document raise :func:`missing_file` here, before any chunk is read.
+    """
+    lengths = {document["_id"]: int(document["length"]) for document in files}
+    batches: list[list[ObjectId]] = []
+    size = max_bytes
+    for file_id in file_ids:
+        if file_id not in lengths:
+            raise missing_file(file_id)
+        if size + lengths[file_id] > max_bytes or not batches:
+            batches.append([])
+            size = 0
+        batches[-1].append(file_id)
+        size += lengths[file_id]
+    return batches
+
+
+def assemble_files(
+    file_ids: Sequence[ObjectId], files: Sequence[Mapping[str, Any]], chunks: Sequence[Mapping[str, Any]]
+) -> dict[ObjectId, bytes]:
+    """Each file's bytes from its chunks, checked against its file document.
+
+    Raises :func:`missing_file` for a file without its document, :func:`corrupt_file` when its
+    chunks are not exactly ``n = 0..k`` (k from ``length`` and ``chunkSize``) or do not add up
+    to ``length``: a read never returns bytes other than those stored.
+    """
+    documents = {document["_id"]: document for document in files}
+    parts: dict[ObjectId, list[bytes]] = {file_id: [] for file_id in file_ids}
+    for chunk in chunks:
+        pieces = parts.get(chunk["files_id"])
+        if pieces is None:
+            continue
+        if chunk["n"] != len(pieces):
+            raise corrupt_file(chunk["files_id"], f"chunk n={len(pieces)} is missing")
+        pieces.append(chunk["data"])
+    assembled: dict[ObjectId, bytes] = {}
+    for file_id, pieces in parts.items():
+        document = documents.get(file_id)
+        if document is None:
+            raise missing_file(file_id)
+        length, chunk_size = int(document["length"]), int(document["chunkSize"])
+        expected = -(-length // chunk_size) if chunk_size > 0 else 0
+        if len(pieces) != expected:
+            raise corrupt_file(file_id, f"{len(pieces)} of {expected} chunks")
+        data = b"".join(pieces)
+        if len(data) != length:
+            raise corrupt_file(file_id, f"{len(data)} of {length} bytes")
+        assembled[file_id] = data
+    return assembled
 
 
 def files_filter(session_ids: Sequence[str], before: Any = None) -> Document:

@@ -25,10 +25,18 @@ from pymongo import DeleteMany, InsertOne, UpdateMany, UpdateOne
 from strands.types.session import SessionMessage
 
 from . import schema
+from ._content_cache import ContentCache, forget
 from ._large_content import (
+    CHUNK_PROJECTION,
+    CHUNK_SORT,
+    FILE_PROJECTION,
     FileUpload,
     LargeContent,
+    assemble_files,
+    chunks_query,
     document_references,
+    download_batches,
+    files_filter,
     offload,
     restore_document,
 )
@@ -36,7 +44,8 @@ from .errors import ConcurrentWriteError, MessageTooLargeError, SessionNotFoundE
 
 logger = logging.getLogger(__name__)
 
-Target = Literal["sessions", "messages", "rollups", "files"]  # files: the GridFS ``.files``
+# files, chunks: the GridFS bucket's ``.files`` and ``.chunks``
+Target = Literal["sessions", "messages", "rollups", "files", "chunks"]
 Document = dict[str, Any]
 T = TypeVar("T")
 
@@ -390,7 +399,7 @@ class UploadFiles:
 
 @dataclass(frozen=True)
 class DownloadFiles:
-    """Read GridFS files whole; answered with ``{file_id: bytes}``."""
+    """Read GridFS files whole; answered with ``{file_id: bytes}`` (the shells run :func:`download_flow`)."""
 
     file_ids: tuple[Any, ...]
 
@@ -609,6 +618,58 @@ def restore_flow(documents: Sequence[Document]) -> Flow[list[Document]]:
         return list(documents)
     files = yield ask(DownloadFiles(tuple(dict.fromkeys(file_ids))), "read content")
     return [dict(restore_document(document, files)) for document in documents]
+
+
+# What one chunks query of a download may bring (its answer is held until joined into files).
+DOWNLOAD_BATCH_BYTES = 64 * 1024 * 1024
+
+
+def download_flow(
+    file_ids: Sequence[Any], cache: ContentCache | None, bucket: tuple[str, str], operation: str
+) -> Flow[dict[Any, bytes]]:
+    """The bytes of GridFS files: from ``cache`` where it holds them, the rest in few queries.
+
+    One ``find`` of the file documents (length, chunk size), then one of all their chunks
+    (``files_id $in``, sorted by ``(files_id, n)``) per :data:`DOWNLOAD_BATCH_BYTES` of content,
+    instead of a stream per file; checked by :func:`assemble_files`. ``bucket``: (database,
+    bucket name), the cache's key prefix; ``operation``: what the read is for, in errors.
+    """
+    keys = {file_id: (*bucket, file_id) for file_id in file_ids}
+    cached = cache.get_many(keys.values()) if cache is not None else {}
+    files = {file_id: cached[key] for file_id, key in keys.items() if key in cached}
+    wanted = [file_id for file_id in keys if file_id not in files]
+    if not wanted:
+        return files
+    documents = yield ask(Find("files", {"_id": {"$in": wanted}}, projection=FILE_PROJECTION), operation)
+    downloaded: dict[Any, bytes] = {}
+    for batch in download_batches(wanted, documents, DOWNLOAD_BATCH_BYTES):
+        chunks = yield ask(
+            Find("chunks", chunks_query(batch), sort=CHUNK_SORT, projection=CHUNK_PROJECTION), operation
+        )
+        downloaded |= assemble_files(batch, documents, chunks)
+        del chunks  # before the next batch arrives
+    if cache is not None:
+        cache.put_many({keys[file_id]: data for file_id, data in downloaded.items()})
+    return files | downloaded
+
+
+def delete_files_flow(request: DeleteFiles, bucket: tuple[str, str], operation: str) -> Flow[int]:
+    """Delete the GridFS files (chunks first) of ``request``'s sessions; returns the count of files.
+
+    Their bytes leave every content cache of the process too (even when a delete fails midway).
+    """
+    found = yield ask(
+        Find("files", files_filter(request.session_ids, request.before), projection={"_id": 1}), operation
+    )
+    ids = [document["_id"] for document in found]
+    if not ids:
+        return 0
+    try:
+        yield ask(Delete("chunks", {"files_id": {"$in": ids}}), operation)
+        deleted: int = yield ask(Delete("files", {"_id": {"$in": ids}}), operation)
+    finally:
+        forget((*bucket, file_id) for file_id in ids)
+    return deleted
 
 
 SWEEP_BATCH = 500

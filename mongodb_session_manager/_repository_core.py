@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
+from ._content_cache import DEFAULT_LARGE_CONTENT_CACHE_BYTES, ContentCache, shared_cache
 from ._driver_errors import DuplicateKey
 from ._large_content import (
     DEFAULT_LARGE_CONTENT_THRESHOLD,
@@ -29,6 +30,7 @@ from ._plans import (
     Count,
     Delete,
     DeleteFiles,
+    DownloadFiles,
     EnsureIndexes,
     Find,
     FindOne,
@@ -40,6 +42,8 @@ from ._plans import (
     UploadFiles,
     ask,
     batch_write_flow,
+    delete_files_flow,
+    download_flow,
     find_turn_flow,
     list_messages_flow,
     load_flow,
@@ -75,13 +79,18 @@ class RepositoryCore:
     """Configuration and the operations, as flows; subclasses add the I/O."""
 
     def __init__(
-        self, config: StoreConfig, large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD
+        self,
+        config: StoreConfig,
+        large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
+        large_content_cache_bytes: int = DEFAULT_LARGE_CONTENT_CACHE_BYTES,
     ) -> None:
         self.config = config
         self.names = config.names
         # Binary blocks above the threshold go to the GridFS bucket ``<collection>_files``.
         self._text_index: bool | None = None  # a $text index on the messages: looked up once
         self.large_content = LargeContent(self.names.files, validate_threshold(large_content_threshold))
+        # Their bytes, kept in the process's cache of this bound (None: off), see _content_cache.
+        self.large_content_cache: ContentCache | None = shared_cache(large_content_cache_bytes)
         # Client-level bulkWrite (MongoDB 8): assumed until the server says otherwise.
         self._bulk_supported = True
         # ``$lookup`` with ``let``/``pipeline`` (a resume in one command); mongomock lacks it.
@@ -96,6 +105,28 @@ class RepositoryCore:
     @property
     def namespaces(self) -> dict[str, str]:
         return self.names.namespaces(self.config.database_name)
+
+    @property
+    def large_content_cache_bytes(self) -> int:
+        """The bound of :attr:`large_content_cache` in bytes (0: no cache)."""
+        return 0 if self.large_content_cache is None else self.large_content_cache.max_bytes
+
+    # --- large content files (the shells upload; reads and deletes are flows) ------------------
+
+    def _files_flow(self, request: DownloadFiles | DeleteFiles, operation: str) -> Flow[Any]:
+        """How the shells answer a download or a delete of GridFS files: plain finds and deletes."""
+        bucket = (self.config.database_name, self.names.files)
+        if isinstance(request, DownloadFiles):
+            return download_flow(request.file_ids, self.large_content_cache, bucket, operation)
+        return delete_files_flow(request, bucket, operation)
+
+    def _uploaded(self, request: UploadFiles) -> None:
+        """Keep the bytes just uploaded in the cache: the next resume of the session reads them."""
+        if self.large_content_cache is not None:
+            bucket = (self.config.database_name, self.names.files)
+            self.large_content_cache.put_many(
+                {(*bucket, upload.file_id): upload.data for upload in request.files}
+            )
 
     # --- sessions ---------------------------------------------------------------------------
 

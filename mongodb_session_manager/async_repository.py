@@ -24,10 +24,11 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
+from ._content_cache import DEFAULT_LARGE_CONTENT_CACHE_BYTES
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
 from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
-from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD, files_filter, missing_file
+from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD
 from ._plans import (
     Aggregate,
     Count,
@@ -87,11 +88,13 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         *,
         client: Any = None,
         large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
+        large_content_cache_bytes: int = DEFAULT_LARGE_CONTENT_CACHE_BYTES,
         **client_options: Any,
     ) -> None:
         super().__init__(
             StoreConfig(connection_string, client, database_name, collection_name, client_options),
             large_content_threshold,
+            large_content_cache_bytes,
         )
         self._client: Any = client
         # Client-level bulkWrite: AsyncMongoClient and motor define it on the class (motor's
@@ -420,9 +423,11 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             with translate_driver_errors(step.operation):
                 deleted = await vault.delete_many({"keyAltNames": {"$in": list(request.key_alt_names)}})
             return deleted.deleted_count
-        if isinstance(request, UploadFiles | DownloadFiles | DeleteFiles):
+        if isinstance(request, DownloadFiles | DeleteFiles):
+            return await self._drive(self._files_flow(request, step.operation))
+        if isinstance(request, UploadFiles):
             with translate_driver_errors(step.operation):
-                return await self._files(request)
+                return await self._upload(request)
         if isinstance(request, WriteArchive):  # local disk: never on the event loop's thread
             return await asyncio.to_thread(
                 write_archive, request.directory, request.session, request.messages
@@ -472,32 +477,14 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
                 return await collection.count_documents(request.filter, **options)
         raise TypeError(f"unknown request {request!r}")  # pragma: no cover
 
-    async def _files(self, request: UploadFiles | DownloadFiles | DeleteFiles) -> Any:
-        """GridFS: large content blocks (see :mod:`._large_content`)."""
+    async def _upload(self, request: UploadFiles) -> None:
+        """Write GridFS files of large content blocks (see :mod:`._large_content`)."""
         bucket = self.files_bucket
-        if isinstance(request, UploadFiles):
-            for upload in request.files:
-                await bucket.upload_from_stream_with_id(
-                    upload.file_id, str(upload.file_id), upload.data, metadata=dict(upload.metadata)
-                )
-            return None
-        if isinstance(request, DownloadFiles):
-            files: dict[Any, bytes] = {}
-            for file_id in request.file_ids:
-                try:
-                    stream = await bucket.open_download_stream(file_id)
-                    files[file_id] = await stream.read()
-                except gridfs.errors.NoFile:
-                    raise missing_file(file_id) from None
-            return files
-        query = files_filter(request.session_ids, request.before)
-        cursor = self.files_collection.find(query, {"_id": 1})
-        ids = [document["_id"] for document in await cursor.to_list(None)]
-        if not ids:
-            return 0
-        await self.file_chunks_collection.delete_many({"files_id": {"$in": ids}})
-        result = await self.files_collection.delete_many({"_id": {"$in": ids}})
-        return result.deleted_count
+        for upload in request.files:
+            await bucket.upload_from_stream_with_id(
+                upload.file_id, str(upload.file_id), upload.data, metadata=dict(upload.metadata)
+            )
+        self._uploaded(request)
 
     async def _run_plan(self, plan: Plan, operation: str) -> int | None:
         """One round trip with client-level bulkWrite when possible, else one per operation."""
@@ -531,4 +518,6 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
             return self.rollups_collection
         if target == "files":
             return self.files_collection
+        if target == "chunks":
+            return self.file_chunks_collection
         return self.collection if target == "sessions" else self.messages_collection

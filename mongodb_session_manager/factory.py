@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from . import schema
+from ._content_cache import DEFAULT_LARGE_CONTENT_CACHE_BYTES
 from ._io import on_loop_thread, run_io
 from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD
 from ._lifecycle import Lifecycle
@@ -58,6 +59,7 @@ class MongoDBSessionManagerFactory:
         lease_ttl: timedelta | float | None = None,
         turn_wait: timedelta | float | None = None,
         large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
+        large_content_cache_bytes: int = DEFAULT_LARGE_CONTENT_CACHE_BYTES,
         **client_options: Any,
     ) -> None:
         self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
@@ -82,6 +84,7 @@ class MongoDBSessionManagerFactory:
             collection_name=collection_name,
             client=client,
             large_content_threshold=large_content_threshold,
+            large_content_cache_bytes=large_content_cache_bytes,
         )
         self._closed = False
         self._managers: weakref.WeakSet[MongoDBSessionManager] = weakref.WeakSet()
@@ -167,6 +170,7 @@ class MongoDBSessionManagerFactory:
             collection_name=collection_name,
             client=self.client,
             large_content_threshold=self.repository.large_content.threshold,
+            large_content_cache_bytes=self.repository.large_content_cache_bytes,
         )
 
     def _ensure_open(self) -> None:

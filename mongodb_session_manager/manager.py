@@ -156,7 +156,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     stored; ``encryption`` encrypts message content and agent state at rest.
 
     ``large_content_threshold`` (bytes, default 4 MiB): image, document and video bytes longer
-    than this are stored in GridFS and read back byte-exact (docs/schema.md).
+    than this are stored in GridFS and read back byte-exact (docs/schema.md);
+    ``large_content_cache_bytes`` (default 256 MiB, 0: off) bounds the process-wide cache of
+    their bytes, so resuming the session again does not download them again.
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         lease_ttl: timedelta | float = DEFAULT_LEASE_TTL,
         turn_wait: timedelta | float = DEFAULT_TURN_WAIT,
         large_content_threshold: int | None = None,
+        large_content_cache_bytes: int | None = None,
         **client_options: Any,
     ) -> None:
         self.session_id = validate_session_id(session_id)
@@ -203,10 +206,16 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                     if large_content_threshold is None
                     else {"large_content_threshold": large_content_threshold}
                 ),
+                **(
+                    {}
+                    if large_content_cache_bytes is None
+                    else {"large_content_cache_bytes": large_content_cache_bytes}
+                ),
             )
         else:
             given = {"connection_string": connection_string, "client": client, "database_name": database_name}
             given["large_content_threshold"] = large_content_threshold
+            given["large_content_cache_bytes"] = large_content_cache_bytes
             given |= {"collection_name": collection_name, **client_options}
             ignored = sorted(name for name, value in given.items() if value is not None)
             if ignored:

@@ -22,10 +22,11 @@ from strands.session.session_repository import SessionRepository
 from strands.types.session import Session, SessionAgent, SessionMessage
 
 from . import schema
+from ._content_cache import DEFAULT_LARGE_CONTENT_CACHE_BYTES
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
 from ._export import write_archive
 from ._index_registry import indexes_ready, mark_indexes_ready
-from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD, files_filter, missing_file
+from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD
 from ._plans import (
     Aggregate,
     Count,
@@ -86,10 +87,11 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         *,
         client: MongoClient[Document] | None = None,
         large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
+        large_content_cache_bytes: int = DEFAULT_LARGE_CONTENT_CACHE_BYTES,
         **client_options: Any,
     ) -> None:
         config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
-        super().__init__(config, large_content_threshold)
+        super().__init__(config, large_content_threshold, large_content_cache_bytes)
         if client is None:
             client = MongoDBConnectionPool.default().client(cast(str, connection_string), **client_options)
         self.client: MongoClient[Document] = client
@@ -397,9 +399,11 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             return deleted.deleted_count
         if isinstance(request, WriteArchive):
             return write_archive(request.directory, request.session, request.messages)
-        if isinstance(request, UploadFiles | DownloadFiles | DeleteFiles):
+        if isinstance(request, DownloadFiles | DeleteFiles):
+            return self._drive(self._files_flow(request, step.operation))
+        if isinstance(request, UploadFiles):
             with translate_driver_errors(step.operation):
-                return self._files(request)
+                return self._upload(request)
         collection = self._collection_for(request.target)
         with translate_driver_errors(step.operation):
             if isinstance(request, FindOne):
@@ -440,28 +444,13 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
                 return collection.count_documents(request.filter)
         raise TypeError(f"unknown request {request!r}")  # pragma: no cover
 
-    def _files(self, request: UploadFiles | DownloadFiles | DeleteFiles) -> Any:
-        """GridFS: large content blocks (see :mod:`._large_content`)."""
-        if isinstance(request, UploadFiles):
-            for upload in request.files:
-                self.files_bucket.upload_from_stream_with_id(
-                    upload.file_id, str(upload.file_id), upload.data, metadata=dict(upload.metadata)
-                )
-            return None
-        if isinstance(request, DownloadFiles):
-            files: dict[Any, bytes] = {}
-            for file_id in request.file_ids:
-                try:
-                    files[file_id] = self.files_bucket.open_download_stream(file_id).read()
-                except gridfs.errors.NoFile:
-                    raise missing_file(file_id) from None
-            return files
-        query = files_filter(request.session_ids, request.before)
-        ids = [document["_id"] for document in self.files_collection.find(query, {"_id": 1})]
-        if not ids:
-            return 0
-        self.file_chunks_collection.delete_many({"files_id": {"$in": ids}})
-        return self.files_collection.delete_many({"_id": {"$in": ids}}).deleted_count
+    def _upload(self, request: UploadFiles) -> None:
+        """Write GridFS files of large content blocks (see :mod:`._large_content`)."""
+        for upload in request.files:
+            self.files_bucket.upload_from_stream_with_id(
+                upload.file_id, str(upload.file_id), upload.data, metadata=dict(upload.metadata)
+            )
+        self._uploaded(request)
 
     def _run_plan(self, plan: Plan, operation: str) -> int | None:
         """One round trip with client-level bulkWrite when possible, else one per operation.
@@ -498,4 +487,6 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
             return self.rollups_collection
         if target == "files":
             return self.files_collection
+        if target == "chunks":
+            return self.file_chunks_collection
         return self.collection if target == "sessions" else self.messages_collection

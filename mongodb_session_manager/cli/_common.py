@@ -99,11 +99,18 @@ def connect(uri: str) -> MongoClient[Document]:
 
 @contextmanager
 def open_repository(args: argparse.Namespace) -> Iterator[MongoDBSessionRepository]:
-    """A repository on a client of its own, closed when the command ends."""
+    """A repository on a client of its own, closed when the command ends.
+
+    Without a content cache: a command reads each file once (an export, a prune's archive), so
+    keeping their bytes would only hold memory.
+    """
     client = connect(resolve_uri(args))
     try:
         yield MongoDBSessionRepository(
-            database_name=args.database, collection_name=args.collection, client=client
+            database_name=args.database,
+            collection_name=args.collection,
+            client=client,
+            large_content_cache_bytes=0,
         )
     finally:
         client.close()

@@ -46,6 +46,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "_index_registry",
             "_storable",
             "_large_content",
+            "_content_cache",
             "_search",
             "_error_text",
             "_lifecycle",
