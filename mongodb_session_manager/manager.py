@@ -754,7 +754,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         if compat.is_multi_agent(agent):
             await self._load_multi_agent(cast("MultiAgentBase", agent))
             return
-        slot = self._slot(cast(LocalAgent, agent))
+        slot = self._slot(cast("LocalAgent", agent))
         if not slot.restored:
             await slot.lane.run(self._restore_from_store, slot)
 
