@@ -111,10 +111,20 @@ class Lane:
                 future, call = self._queue.popleft()
             if not future.set_running_or_notify_cancel():
                 continue
+            result: Any = None
+            error: BaseException | None = None
             try:
-                future.set_result(call())
+                result = call()
             except BaseException as exc:
-                future.set_exception(exc)
+                error = exc
+            # Dropped before the caller wakes, which may be freeing what the call held; and no
+            # cycle is left from the error's traceback through this frame to the future.
+            del call
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+            del future, result, error
 
 
 def _nothing() -> None:

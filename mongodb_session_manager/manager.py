@@ -23,6 +23,7 @@ import copy
 import logging
 import sys
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -87,9 +88,15 @@ DEFAULT_TURN_WAIT = timedelta(seconds=30)
 
 @dataclass(eq=False)
 class _Slot:
-    """Everything the manager knows about one agent of the session."""
+    """Everything the manager knows about one agent of the session.
 
-    agent: LocalAgent
+    The agent holds the manager (its hooks, ``agent._session_manager``), so the slot holds the
+    agent strongly only while the manager is open: once closed, with nothing left to store, it
+    keeps a weak reference, and a dropped agent and its manager are freed by reference counting
+    (no garbage-collector pass, whose full collections stall the loop in a busy app).
+    """
+
+    _held: LocalAgent | None
     lane: Lane = field(default_factory=Lane)
     restored: bool = False  # False while the restore is deferred to the first async hook
     stored: bool = False  # the agent's entry exists in the session document
@@ -117,6 +124,26 @@ class _Slot:
     needs_repair: str | None = None  # why the tail must be closed before the next turn
     manual_tail: Message | None = None  # the last hand-appended message, while it ends agent.messages
     placeholder: Message | None = None  # the incomplete reply a repair stored for this turn
+    _ref: Callable[[], LocalAgent | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        agent = self._held
+        try:
+            self._ref = weakref.ref(agent)
+        except TypeError:  # an agent type without weak references stays held (and collected by gc)
+            self._ref = lambda: agent
+
+    @property
+    def agent(self) -> LocalAgent:
+        agent = self._held if self._held is not None else self._ref()
+        if agent is None:
+            raise MongoDBSessionError("the agent of this session manager was garbage-collected")
+        return agent
+
+    def let_go(self) -> None:
+        """Keep only a weak reference to the agent, unless something still waits to be stored."""
+        if not (self.unsaved or self.pending):
+            self._held = None
 
 
 @dataclass
@@ -817,6 +844,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         for slot in self._slots.values():
             if slot.unsaved or slot.pending:
                 await slot.lane.run(self._catch_up, slot)
+        if self._closed:  # a retry stored what close() could not: nothing holds the agent now
+            for slot in self._slots.values():
+                await slot.lane.run(slot.let_go)
 
     def pending_writes(self) -> list[concurrent.futures.Future[None]]:
         """Futures that complete once every write handed to the I/O threads so far has run."""
@@ -881,7 +911,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         """
         if self._closed:
             return
-        futures = [slot.lane.submit(self._sync, slot) for slot in self._slots.values()]
+        futures = [slot.lane.submit(self._close_slot, slot) for slot in self._slots.values()]
         self._closed = True
         if not on_loop_thread():
             for future in futures:
@@ -892,9 +922,16 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         if self._closed:
             await self.flush()
             return
-        jobs = [slot.lane.run(self._sync, slot) for slot in self._slots.values()]
+        jobs = [slot.lane.run(self._close_slot, slot) for slot in self._slots.values()]
         self._closed = True
         await asyncio.gather(*jobs)
+
+    def _close_slot(self, slot: _Slot) -> None:
+        """``close()``'s work in the lane: store what waits, then hold the agent only weakly."""
+        try:
+            self._sync(slot)
+        finally:
+            slot.let_go()
 
     def __enter__(self) -> MongoDBSessionManager:
         return self
