@@ -913,6 +913,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             return
         futures = [slot.lane.submit(self._close_slot, slot) for slot in self._slots.values()]
         self._closed = True
+        self._deferred_multi_agents.clear()  # a Graph that never ran: nothing to restore, no cycle
         if not on_loop_thread():
             for future in futures:
                 future.result()
@@ -924,6 +925,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             return
         jobs = [slot.lane.run(self._close_slot, slot) for slot in self._slots.values()]
         self._closed = True
+        self._deferred_multi_agents.clear()
         await asyncio.gather(*jobs)
 
     def _close_slot(self, slot: _Slot) -> None:
