@@ -84,11 +84,7 @@ def turn_match(metrics_filter: MetricsFilter | None) -> dict[str, Any]:
     match: dict[str, Any] = dict(_IS_TURN)
     if metrics_filter is None:
         return match
-    started: dict[str, datetime] = {}
-    if metrics_filter.since is not None:
-        started["$gte"] = metrics_filter.since
-    if metrics_filter.until is not None:
-        started["$lt"] = metrics_filter.until
+    started = _time_range(metrics_filter)
     if started:
         match["event_loop_metrics.started_at"] = started
     if metrics_filter.session_ids is not None:
@@ -98,6 +94,16 @@ def turn_match(metrics_filter: MetricsFilter | None) -> dict[str, Any]:
     if metrics_filter.model_id is not None:
         match["event_loop_metrics.model_id"] = metrics_filter.model_id
     return match
+
+
+def _time_range(metrics_filter: MetricsFilter) -> dict[str, datetime]:
+    """``since`` (inclusive) to ``until`` (exclusive), as query operators."""
+    bounds: dict[str, datetime] = {}
+    if metrics_filter.since is not None:
+        bounds["$gte"] = metrics_filter.since
+    if metrics_filter.until is not None:
+        bounds["$lt"] = metrics_filter.until
+    return bounds
 
 
 def turn_hint(metrics_filter: MetricsFilter | None) -> str | None:
@@ -354,13 +360,7 @@ def rollup_match(metrics_filter: MetricsFilter | None) -> dict[str, Any]:
     match: dict[str, Any] = {"hour": {"$type": "date"}}  # not the coverage document
     if metrics_filter is None:
         return match
-    hours: dict[str, Any] = {"$type": "date"}
-    if metrics_filter.since is not None:
-        hours["$gte"] = metrics_filter.since
-    if metrics_filter.until is not None:
-        hours["$lt"] = metrics_filter.until
-    if hours:
-        match["hour"] = hours
+    match["hour"] = {"$type": "date", **_time_range(metrics_filter)}
     if metrics_filter.agent_id is not None:
         match["agent_id"] = metrics_filter.agent_id
     if metrics_filter.model_id is not None:
