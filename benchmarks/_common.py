@@ -6,9 +6,11 @@ import asyncio
 import statistics
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +19,9 @@ from pymongo import monitoring
 from strands import Agent, tool
 from strands.agent.conversation_manager import SlidingWindowConversationManager
 from strands.session import SessionManager
+from strands.types.session import Session, SessionType
 
-from mongodb_session_manager import MongoDBSessionManagerFactory
+from mongodb_session_manager import MongoDBSessionManagerFactory, schema
 from mongodb_session_manager.testing import ScriptedModel, ScriptedResponse, ScriptedToolCall
 
 Document = dict[str, Any]
@@ -315,3 +318,51 @@ class Context:
         for name in self.databases:
             self.client.drop_database(name)
         self.databases.clear()
+
+
+# --- the raw floor's writes (B3, B6): what the manager sends for a plain turn, as pymongo models ---
+
+
+def floor_lease_take(session_id: str, agent_id: str, state: Document, sessions: str) -> pymongo.UpdateOne:
+    """The turn lease's take, carrying what recreates a vanished session (as the manager's does)."""
+    now = schema.utcnow()
+    owner = uuid.uuid4().hex
+    session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
+    return pymongo.UpdateOne(
+        schema.lease_take_filter(session_id, agent_id, owner, now),
+        schema.lease_take_update(
+            agent_id, owner, now + timedelta(seconds=60), session, schema.agent_entry(state)
+        ),
+        upsert=True,
+        namespace=sessions,
+    )
+
+
+def floor_reply_writes(
+    session_id: str,
+    agent_id: str,
+    reply: Document,
+    session_update: Document,
+    *,
+    messages: str,
+    sessions: str,
+    rollups: str | None,
+) -> list[Any]:
+    """The turn's last write: the reply, the session update (giving the lease back), the rollup.
+
+    ``rollups=None``: the floor as issue 10 was filed (no lease, no rollup).
+    """
+    if rollups is None:
+        return [
+            pymongo.InsertOne(reply, namespace=messages),
+            pymongo.UpdateOne({"_id": session_id}, session_update, namespace=sessions),
+        ]
+    rollup = schema.rollup_update(agent_id, reply["event_loop_metrics"])
+    assert rollup is not None
+    return [
+        pymongo.InsertOne(reply, namespace=messages),
+        pymongo.UpdateOne(
+            {"_id": session_id}, schema.with_lease_release(session_update, agent_id), namespace=sessions
+        ),
+        pymongo.UpdateOne(*rollup, upsert=True, namespace=rollups),
+    ]

@@ -17,18 +17,25 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-import uuid
-from datetime import timedelta
 
-from pymongo import InsertOne, MongoClient, UpdateOne
+from pymongo import InsertOne, MongoClient
 from strands import Agent
 from strands.hooks import AfterInvocationEvent, MessageAddedEvent
-from strands.types.session import Session, SessionAgent, SessionType
+from strands.types.session import SessionAgent
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory, schema
 
 from . import b3_handoff
-from ._common import Context, Document, Result, cpu_ms, make_agent, ratio
+from ._common import (
+    Context,
+    Document,
+    Result,
+    cpu_ms,
+    floor_lease_take,
+    floor_reply_writes,
+    make_agent,
+    ratio,
+)
 
 TARGET_TIME = 1.1
 TARGET_CPU = 1.3
@@ -179,45 +186,25 @@ class Floors:
         return (time.perf_counter() - start) * 1000
 
     def manager_writes(
-        self,
-        documents: list[Document],
-        session_update: Document,
-        session_id: str,
-        recreate: tuple[Document, Document],
+        self, documents: list[Document], session_update: Document, session_id: str, state: Document
     ) -> tuple[float, float]:
         """What the manager sends for a plain turn: lease take + prompt, then reply + session + rollup."""
         user, assistant = (dict(document) for document in documents)
         self.sessions.update_one({"_id": session_id}, {"$setOnInsert": {"agents": {}}}, upsert=True)
         messages, sessions = self.writes.full_name, self.sessions.full_name
-        now = schema.utcnow()
-        owner, until = uuid.uuid4().hex, now + timedelta(seconds=60)
-        rollup = schema.rollup_update("assistant", assistant["event_loop_metrics"])
-        assert rollup is not None
+        take = floor_lease_take(session_id, "assistant", state, sessions)
+        reply = floor_reply_writes(
+            session_id,
+            "assistant",
+            assistant,
+            session_update,
+            messages=messages,
+            sessions=sessions,
+            rollups=self.rollups.full_name,
+        )
         cpu, start = cpu_ms(), time.perf_counter()
-        self.client.bulk_write(
-            [
-                UpdateOne(
-                    schema.lease_take_filter(session_id, "assistant", owner, now),
-                    schema.lease_take_update("assistant", owner, until, *recreate),
-                    upsert=True,
-                    namespace=sessions,
-                ),
-                InsertOne(user, namespace=messages),
-            ],
-            ordered=True,
-        )
-        self.client.bulk_write(
-            [
-                InsertOne(assistant, namespace=messages),
-                UpdateOne(
-                    {"_id": session_id},
-                    schema.with_lease_release(session_update, "assistant"),
-                    namespace=sessions,
-                ),
-                UpdateOne(*rollup, upsert=True, namespace=self.rollups.full_name),
-            ],
-            ordered=True,
-        )
+        self.client.bulk_write([take, InsertOne(user, namespace=messages)], ordered=True)
+        self.client.bulk_write(reply, ordered=True)
         return (time.perf_counter() - start) * 1000, cpu_ms() - cpu
 
     def filed_writes(
@@ -226,15 +213,18 @@ class Floors:
         """The floor as issue 10 was filed: the user insert, then insert + session update."""
         user, assistant = (dict(document) for document in documents)
         self.sessions.update_one({"_id": session_id}, {"$setOnInsert": {"agents": {}}}, upsert=True)
+        reply = floor_reply_writes(
+            session_id,
+            "assistant",
+            assistant,
+            session_update,
+            messages=self.filed.full_name,
+            sessions=self.sessions.full_name,
+            rollups=None,
+        )
         cpu, start = cpu_ms(), time.perf_counter()
         self.filed.insert_one(user)
-        self.client.bulk_write(
-            [
-                InsertOne(assistant, namespace=self.filed.full_name),
-                UpdateOne({"_id": session_id}, session_update, namespace=self.sessions.full_name),
-            ],
-            ordered=True,
-        )
+        self.client.bulk_write(reply, ordered=True)
         return (time.perf_counter() - start) * 1000, cpu_ms() - cpu
 
 
@@ -277,10 +267,7 @@ async def _one_run(
         samples["indexed"].append(floors.inserts(documents, indexed=True))
         state = schema.agent_state(SessionAgent.from_agent(persisted))
         update = schema.session_update(agent=state, totals=TOTALS, agent_id="assistant")
-        # What the lease take carries to recreate a session document deleted under the turn.
-        session = Session(session_id=session_id, session_type=SessionType.AGENT)
-        recreate = (schema.session_document(session), schema.agent_entry(state))
-        wall, cpu = floors.manager_writes(documents, update, session_id, recreate)
+        wall, cpu = floors.manager_writes(documents, update, session_id, state)
         samples["same_writes"].append(wall)
         samples["cpu_same_writes"].append(cpu)
         wall, cpu = floors.filed_writes(documents, update, session_id)

@@ -26,11 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from strands import Agent
@@ -41,6 +39,8 @@ from ._common import (
     Context,
     Result,
     cpu_ms,
+    floor_lease_take,
+    floor_reply_writes,
     make_agent,
     peak_rss_mib,
     plain_model,
@@ -353,21 +353,8 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
     await rollups.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
     agent_id = "assistant"
 
-    def lease_take(session_id: str, owner: str, state: dict[str, Any]) -> list[Any]:
-        if filed:
-            return []
-        now = schema.utcnow()
-        session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
-        return [
-            UpdateOne(
-                schema.lease_take_filter(session_id, agent_id, owner, now),
-                schema.lease_take_update(
-                    agent_id, owner, now + timedelta(seconds=60), session, schema.agent_entry(state)
-                ),
-                upsert=True,
-                namespace=sessions.full_name,
-            )
-        ]
+    def lease_take(session_id: str, state: dict[str, Any]) -> list[Any]:
+        return [] if filed else [floor_lease_take(session_id, agent_id, state, sessions.full_name)]
 
     def new_agent(history: Sequence[Any]) -> Agent:
         return Agent(
@@ -383,7 +370,6 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
         await stream_turn(agent, prompt)
         user, reply = agent.messages[-2], agent.messages[-1]
         state = schema.agent_state(SessionAgent.from_agent(agent))
-        owner = uuid.uuid4().hex
         user_document = schema.message_document(
             session_id, agent_id, SessionMessage.from_message(user, next_id)
         )
@@ -391,7 +377,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
             session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
             await client.bulk_write(
                 [
-                    *lease_take(session_id, owner, state),
+                    *lease_take(session_id, state),
                     UpdateOne(
                         {"_id": session_id},
                         schema.create_session_update(session),
@@ -412,7 +398,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
         else:
             await client.bulk_write(
                 [
-                    *lease_take(session_id, owner, state),
+                    *lease_take(session_id, state),
                     InsertOne(user_document, namespace=messages.full_name),
                 ],
                 ordered=True,
@@ -437,18 +423,16 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
             session_id, agent_id, SessionMessage.from_message(reply, next_id + 1), event_loop_metrics=record
         )
         update = schema.session_update(agent_id=agent_id, agent=state, totals=totals)
-        rollup = schema.rollup_update(agent_id, record)
-        assert rollup is not None
         await client.bulk_write(
-            [
-                InsertOne(reply_document, namespace=messages.full_name),
-                UpdateOne(
-                    {"_id": session_id},
-                    update if filed else schema.with_lease_release(update, agent_id),
-                    namespace=sessions.full_name,
-                ),
-                *([] if filed else [UpdateOne(*rollup, upsert=True, namespace=rollups.full_name)]),
-            ],
+            floor_reply_writes(
+                session_id,
+                agent_id,
+                reply_document,
+                update,
+                messages=messages.full_name,
+                sessions=sessions.full_name,
+                rollups=None if filed else rollups.full_name,
+            ),
             ordered=True,
         )
 

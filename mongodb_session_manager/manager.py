@@ -286,7 +286,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         slot.placeholder = None
         key = (event.invocation_state or {}).get(IDEMPOTENCY_KEY)
         slot.turn_key = None if key is None else validate_idempotency_key(key)
-        if slot.turn_key is not None and await self._refuse_stored_turn(slot) and self._turn_lock:
+        if slot.turn_key is not None and await self._refuse_stored_turn(slot):
             # Its turn is stored without a reply: most likely still running (a retry sent while
             # the first request streams). Wait for its lease, then look again.
             slot.lease_contended = True
@@ -305,7 +305,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         except BaseException:
             # Strands runs no AfterInvocationEvent when this hook raises: give the lease back here.
             if slot.leased:
-                await asyncio.shield(asyncio.wrap_future(slot.lane.submit(self._give_back, slot)))
+                await slot.lane.run(self._give_back, slot)
             raise
         slot.turn = TurnTracker.start(cast(Any, event.agent))
         slot.turn_start = len(event.agent.messages)
@@ -516,7 +516,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     # --- idempotency --------------------------------------------------------------------------
 
     async def _refuse_stored_turn(self, slot: _Slot) -> bool:
-        """Raise if the key's turn is stored with a reply; True if stored without one (yet)."""
+        """Raise if the key's turn is stored; True if without a reply yet and a lease to wait for."""
         assert slot.turn_key is not None
         return await slot.lane.run(self._refuse_stored_turn_sync, slot, slot.turn_key, not self._turn_lock)
 
