@@ -323,19 +323,9 @@ class Context:
 # --- the raw floor's writes (B3, B6): what the manager sends for a plain turn, as pymongo models ---
 
 
-def floor_lease_take(session_id: str, agent_id: str, state: Document, sessions: str) -> pymongo.UpdateOne:
-    """The turn lease's take, carrying what recreates a vanished session (as the manager's does)."""
-    now = schema.utcnow()
-    owner = uuid.uuid4().hex
-    session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
-    return pymongo.UpdateOne(
-        schema.lease_take_filter(session_id, agent_id, owner, now),
-        schema.lease_take_update(
-            agent_id, owner, now + timedelta(seconds=60), session, schema.agent_entry(state)
-        ),
-        upsert=True,
-        namespace=sessions,
-    )
+def floor_leased(prompt: Document) -> Document:
+    """The turn's prompt document carrying the turn lease (taking it costs no op of its own)."""
+    return {**prompt, "lease": schema.lease_field(uuid.uuid4().hex, schema.utcnow() + timedelta(seconds=60))}
 
 
 def floor_reply_writes(
@@ -347,10 +337,13 @@ def floor_reply_writes(
     messages: str,
     sessions: str,
     rollups: str | None,
+    state: Document | None = None,
 ) -> list[Any]:
-    """The turn's last write: the reply, the session update (giving the lease back), the rollup.
+    """The turn's last write: the reply, the session update, the rollup.
 
-    ``rollups=None``: the floor as issue 10 was filed (no lease, no rollup).
+    The session update is an upsert carrying what recreates a vanished session document, as the
+    manager's is (``state``: the agent's). ``rollups=None``: the floor as issue 10 was filed (no
+    lease, no rollup, a plain update).
     """
     if rollups is None:
         return [
@@ -359,10 +352,11 @@ def floor_reply_writes(
         ]
     rollup = schema.rollup_update(agent_id, reply["event_loop_metrics"])
     assert rollup is not None
+    assert state is not None
+    session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
+    update = schema.with_recreation(session_update, agent_id, session, schema.agent_entry(state))
     return [
         pymongo.InsertOne(reply, namespace=messages),
-        pymongo.UpdateOne(
-            {"_id": session_id}, schema.with_lease_release(session_update, agent_id), namespace=sessions
-        ),
+        pymongo.UpdateOne({"_id": session_id}, update, upsert=True, namespace=sessions),
         pymongo.UpdateOne(*rollup, upsert=True, namespace=rollups),
     ]

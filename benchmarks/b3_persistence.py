@@ -5,8 +5,8 @@ without, interleaved turn by turn; persistence = median(with - without), for wal
 this process's CPU (every thread; the server is another process). The floor: the manager's
 exact writes for that turn done raw with pymongo on the same client, with the very documents the
 turn stored (read back, same size), into collections carrying the same indexes: one client
-``bulkWrite`` of the lease take + the prompt insert, then one of the reply insert + the
-session-document update (which gives the lease back) + the hour rollup's ``$inc``. Reference
+``bulkWrite`` of the prompt insert (carrying the turn lease), then one of the reply insert + the
+session-document update (an upsert that recreates a vanished session) + the hour rollup's ``$inc``. Reference
 rows: the floor as issue 10 was filed (before the turn lease and the rollups: the prompt's
 ``insert_one``, then a ``bulkWrite`` of the reply insert + the session update) and plain
 ``insert_one`` of the two documents. Then the hand-off experiment (``b3_handoff``).
@@ -31,7 +31,7 @@ from ._common import (
     Document,
     Result,
     cpu_ms,
-    floor_lease_take,
+    floor_leased,
     floor_reply_writes,
     make_agent,
     ratio,
@@ -75,7 +75,7 @@ def run(ctx: Context) -> Result:
     result.add("persistence time (with - without)", columns["persistence"], "ms")
     result.add("  awaited in the write hooks", columns["hooks"], "ms")
     result.add(
-        "floor time: the manager's writes, raw (lease take + insert; insert + session + rollup)",
+        "floor time: the manager's writes, raw (leased insert; insert + session + rollup)",
         columns["same_writes"],
         "ms",
     )
@@ -188,11 +188,10 @@ class Floors:
     def manager_writes(
         self, documents: list[Document], session_update: Document, session_id: str, state: Document
     ) -> tuple[float, float]:
-        """What the manager sends for a plain turn: lease take + prompt, then reply + session + rollup."""
+        """What the manager sends for a plain turn: the leased prompt, then reply + session + rollup."""
         user, assistant = (dict(document) for document in documents)
         self.sessions.update_one({"_id": session_id}, {"$setOnInsert": {"agents": {}}}, upsert=True)
         messages, sessions = self.writes.full_name, self.sessions.full_name
-        take = floor_lease_take(session_id, "assistant", state, sessions)
         reply = floor_reply_writes(
             session_id,
             "assistant",
@@ -201,9 +200,10 @@ class Floors:
             messages=messages,
             sessions=sessions,
             rollups=self.rollups.full_name,
+            state=state,
         )
         cpu, start = cpu_ms(), time.perf_counter()
-        self.client.bulk_write([take, InsertOne(user, namespace=messages)], ordered=True)
+        self.client.bulk_write([InsertOne(floor_leased(user), namespace=messages)], ordered=True)
         self.client.bulk_write(reply, ordered=True)
         return (time.perf_counter() - start) * 1000, cpu_ms() - cpu
 

@@ -9,9 +9,9 @@ one event loop; runs of the variants are interleaved, order rotated every repeat
 - this package through the async API and through the guide's API;
 - the **raw floor**: the same documents and the same round trips written with
   ``pymongo.AsyncMongoClient`` directly (read the session with its window in one aggregate;
-  one client ``bulkWrite`` of the turn lease's take + the prompt, on a first turn with the
+  one client ``bulkWrite`` of the prompt carrying the turn lease, on a first turn with the
   session and agent upserts; one ``bulkWrite`` of the reply with its metrics + the session
-  update that gives the lease back + the hour rollup's ``$inc``);
+  update (an upsert that recreates a vanished session) + the hour rollup's ``$inc``);
 - the raw floor **as issue 10 was filed**, before the turn lease and the rollups (the prompt's
   insert; the reply + the session update): a reference;
 - the PyPI peer ``strands-session-mongodb`` (synchronous pymongo on the loop, one shared client);
@@ -39,7 +39,7 @@ from ._common import (
     Context,
     Result,
     cpu_ms,
-    floor_lease_take,
+    floor_leased,
     floor_reply_writes,
     make_agent,
     peak_rss_mib,
@@ -353,8 +353,8 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
     await rollups.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
     agent_id = "assistant"
 
-    def lease_take(session_id: str, state: dict[str, Any]) -> list[Any]:
-        return [] if filed else [floor_lease_take(session_id, agent_id, state, sessions.full_name)]
+    def leased(prompt: dict[str, Any]) -> dict[str, Any]:
+        return prompt if filed else floor_leased(prompt)
 
     def new_agent(history: Sequence[Any]) -> Agent:
         return Agent(
@@ -377,7 +377,6 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
             session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
             await client.bulk_write(
                 [
-                    *lease_take(session_id, state),
                     UpdateOne(
                         {"_id": session_id},
                         schema.create_session_update(session),
@@ -389,7 +388,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
                         schema.create_agent_update(agent_id, schema.agent_entry(state)),
                         namespace=sessions.full_name,
                     ),
-                    InsertOne(user_document, namespace=messages.full_name),
+                    InsertOne(leased(user_document), namespace=messages.full_name),
                 ],
                 ordered=True,
             )
@@ -397,11 +396,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
             await messages.insert_one(user_document)
         else:
             await client.bulk_write(
-                [
-                    *lease_take(session_id, state),
-                    InsertOne(user_document, namespace=messages.full_name),
-                ],
-                ordered=True,
+                [InsertOne(leased(user_document), namespace=messages.full_name)], ordered=True
             )
         usage = dict(agent.event_loop_metrics.accumulated_usage)
         record = {
@@ -432,6 +427,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
                 messages=messages.full_name,
                 sessions=sessions.full_name,
                 rollups=None if filed else rollups.full_name,
+                state=state,
             ),
             ordered=True,
         )

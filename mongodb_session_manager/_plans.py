@@ -105,25 +105,20 @@ class MessageWrite:
 
 @dataclass(frozen=True)
 class Lease:
-    """The turn lease riding in a write: taken by the turn's first write, released by its last.
+    """The turn lease in a write (see :func:`schema.lease_field`).
 
-    ``take``: the write starts with :func:`schema.lease_take_filter`'s upsert, so it stops
-    before its message when another writer holds the lease (the flow raises :class:`LeaseHeld`).
-    ``until``: when a taken (or renewed) lease expires by itself. ``release``: the write ends
-    by giving the lease back. ``agent``: on a take, the agent entry to recreate with a session
-    document that vanished (None for an agent the session does not hold yet).
+    ``take``: the write's first message carries the lease, so a writer that finds the next id
+    taken learns whether another turn is running (the flow raises :class:`LeaseHeld`) or only
+    came first (:class:`StaleWindow`). Otherwise the write renews (``until``) or gives back
+    (``release``) the lease on the message ``message_id`` that carries it, matched by owner.
+    A turn's record closes its lease by itself: a plain turn never writes a release.
     """
 
     owner: str
     until: datetime
     take: bool = False
+    message_id: int | None = None
     release: bool = False
-    agent: Mapping[str, Any] | None = None
-    session: Mapping[str, Any] | None = None  # on a take, the session fields to recreate it with
-    mine: bool = False  # on a take: the lease is ``owner``'s already (match it by owner)
-    # On a release: by the writer's clock the lease is its own for a good while yet, so nobody
-    # else can hold it and the release rides in the session update (one op fewer).
-    sure: bool = False
 
 
 class LeaseHeld(Exception):
@@ -135,7 +130,7 @@ class LeaseHeld(Exception):
 
 
 class StaleWindow(Exception):
-    """Internal: the lease was taken, but another writer stored messages the caller has not seen."""
+    """Internal: taking the lease, the write found messages of another writer it has not seen."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +151,9 @@ class SessionWrite:
     update: Mapping[str, Any] | None = None  # a prepared update of the session document instead
     extra: tuple[Op, ...] = ()  # lifecycle writes riding along (expiry renewal, trimming)
     lease: Lease | None = None
+    # The session fields and agent entry that recreate a session document deleted under a live
+    # manager: the session update becomes an upsert carrying them (``schema.with_recreation``).
+    recreate: NewAgent | None = None
 
     @property
     def empty(self) -> bool:
@@ -181,21 +179,12 @@ class NewAgent:
 def write_plan(
     session_id: str, message: Document | Sequence[Document] | None, write: SessionWrite | None
 ) -> Plan:
-    """The ordered writes for one message and/or one session change."""
+    """The ordered writes for one message and/or one session change.
+
+    A taken lease is in the first message document already (the flow puts it there).
+    """
     ops: list[Op] = []
     lease = None if write is None else write.lease
-    if write is not None and lease is not None and lease.take:
-        session = write.create.session if write.create is not None else lease.session or {}
-        ops.append(
-            UpdateOp(
-                "sessions",
-                schema.lease_take_filter(
-                    session_id, write.agent_id, lease.owner, schema.utcnow(), mine=lease.mine
-                ),
-                schema.lease_take_update(write.agent_id, lease.owner, lease.until, session, lease.agent),
-                True,
-            )
-        )
     if write is not None and write.create is not None:
         ops.append(
             UpdateOp(
@@ -218,12 +207,12 @@ def write_plan(
         update = write.update
     elif write is not None and (write.agent or write.totals or (message is None and lease is None)):
         update = schema.session_update(agent_id=write.agent_id, agent=write.agent, totals=write.totals)
-    released = update is not None and lease is not None and lease.release and lease.sure
     if update is not None:
         assert write is not None
-        if released:
-            update = schema.with_lease_release(update, write.agent_id)
-        ops.append(UpdateOp("sessions", {"_id": session_id}, update))
+        recreate = write.recreate
+        if recreate is not None and write.create is None:
+            update = schema.with_recreation(update, write.agent_id, recreate.session, recreate.agent)
+        ops.append(UpdateOp("sessions", {"_id": session_id}, update, recreate is not None))
     if write is not None and write.turn_record is not None:
         message_id, metrics = write.turn_record
         ops.append(
@@ -235,14 +224,13 @@ def write_plan(
         )
     if write is not None:
         ops.extend(write.extra)
-    if write is not None and lease is not None and not released and (lease.release or not lease.take):
-        update = (
-            schema.lease_release_update(write.agent_id)
-            if lease.release
-            else schema.lease_renew_update(write.agent_id, lease.until)
-        )
+    if write is not None and lease is not None and lease.message_id is not None:
         ops.append(
-            UpdateOp("sessions", schema.lease_release_filter(session_id, write.agent_id, lease.owner), update)
+            UpdateOp(
+                "messages",
+                schema.lease_message_filter(session_id, write.agent_id, lease.message_id, lease.owner),
+                schema.lease_release_update() if lease.release else schema.lease_renew_update(lease.until),
+            )
         )
     ops.extend(rollup_ops(messages, write))
     return Plan(tuple(ops), message_index, len(messages))
@@ -502,14 +490,6 @@ def batch_write_flow(
             conflict = yield ask(RunPlan(plan), "update session")
             if conflict is None:
                 break
-            if (
-                lease is not None
-                and taking
-                and conflict == 0
-                and (yield from _check_lease(session_id, agent_id, lease.owner))
-            ):
-                write = _as_mine(write)
-                plan = write_plan(session_id, None, write)
         return []
     stored: list[int] = []
     waiting = list(messages)
@@ -534,21 +514,32 @@ def batch_write_flow(
                     mask=message.mask,
                     seal=message.seal,
                     idempotency_key=message.idempotency_key,
+                    lease=schema.lease_field(lease.owner, lease.until)
+                    if lease is not None and taking and offset == 0
+                    else None,
                 )
             )
         plan = write_plan(session_id, documents, write)
         conflict = yield ask(RunPlan(plan), "write message")
         if conflict is None:
             return stored + [first_id + offset for offset in range(len(waiting))]
-        if lease is not None and taking and conflict == 0:
-            if (yield from _check_lease(session_id, agent_id, lease.owner)):
-                write = _as_mine(write)  # still ours (a write an outage cut off landed): retake it
-            continue  # free after all (a racing first write created the session): try again
         assert plan.message_index is not None
         if conflict < plan.message_index:
             continue  # the session upsert raced another first write; it exists now
+        if taking and conflict == plan.message_index:
+            # Nothing landed: another writer took this id. A turn of its own still running holds
+            # the lease (wait for it); else only the window is stale (read it again).
+            assert lease is not None
+            held = yield from open_lease_flow(session_id, agent_id, first_id)
+            if held is not None and held.get("owner") != lease.owner and _running(held):
+                raise LeaseHeld(held["until"])
+            raise StaleWindow()
         if taking:
-            raise StaleWindow()  # the lease is ours now, but another writer's turn came first
+            # The lease landed with the first message; the rest go after the stored tail.
+            assert write is not None
+            assert lease is not None
+            write = replace(write, lease=None)
+            taking = False
         landed = conflict - plan.message_index  # the inserts before the conflict are stored
         stored += [first_id + offset for offset in range(landed)]
         waiting = waiting[landed:]
@@ -705,30 +696,26 @@ def sweep_files_flow(uploaded_before: datetime) -> Flow[int]:
             )
 
 
-def _check_lease(session_id: str, agent_id: str, owner: str) -> Flow[bool]:
-    """After a take failed on ``_id``: raise :class:`LeaseHeld` if another writer holds the lease.
+def open_lease_flow(session_id: str, agent_id: str, from_message_id: int) -> Flow[Mapping[str, Any] | None]:
+    """The lease of a turn still open among the agent's messages from ``from_message_id`` on."""
+    documents = yield ask(
+        Find(
+            "messages",
+            schema.message_window_filter(session_id, agent_id, from_message_id),
+            projection=schema.LEASE_PROJECTION,
+            sort=schema.MESSAGE_SORT,
+        ),
+        "read turn lease",
+    )
+    return schema.open_turn_lease(documents)
 
-    Returns True when ``owner`` holds it already (the take then matches on the owner), False
-    when it is free now (a racing first write created the session).
-    """
-    path = schema.lease_path(agent_id)
-    document = yield ask(FindOne("sessions", {"_id": session_id}, {path: 1}), "read turn lease")
-    held = ((document or {}).get("leases") or {}).get(agent_id)
-    if not held or held.get("until") is None:
+
+def _running(lease: Mapping[str, Any]) -> bool:
+    until = lease.get("until")
+    if until is None:
         return False
-    until = held["until"]
     until = until if until.tzinfo else until.replace(tzinfo=schema.utcnow().tzinfo)
-    if until < schema.utcnow():
-        return False
-    if held.get("owner") == owner:
-        return True
-    raise LeaseHeld(until)
-
-
-def _as_mine(write: SessionWrite | None) -> SessionWrite | None:
-    if write is None or write.lease is None:
-        return write
-    return replace(write, lease=replace(write.lease, mine=True))
+    return bool(until > schema.utcnow())
 
 
 def find_turn_flow(
@@ -810,6 +797,7 @@ class SessionSnapshot:
     document: Document
     agent_id: str | None = None
     window: tuple[SessionMessage, ...] = ()
+    lease: Mapping[str, Any] | None = None  # the lease of the agent's turn still open, if any
 
 
 def load_flow(
@@ -850,11 +838,15 @@ def load_flow(
     if "next_message_id" in agent or window_documents is None:
         offset = schema.removed_message_count(agent)
         contiguous = "next_message_id" not in agent
-        window_documents = yield from list_messages_flow(session_id, agent_id, None, offset, contiguous)
-        return SessionSnapshot(document, agent_id, tuple(window_documents))
+        window = yield from list_messages_flow(session_id, agent_id, None, offset, contiguous)
+        lease = None
+        if window:
+            lease = yield from open_lease_flow(session_id, agent_id, window[0].message_id)
+        return SessionSnapshot(document, agent_id, tuple(window), lease)
+    lease = schema.open_turn_lease(window_documents)
     window_documents = yield from restore_flow(window_documents)
     return SessionSnapshot(
-        document, agent_id, tuple(schema.message_from_document(item) for item in window_documents)
+        document, agent_id, tuple(schema.message_from_document(item) for item in window_documents), lease
     )
 
 

@@ -113,12 +113,10 @@ class _Slot:
     last_turn_metrics: dict[str, Any] | None = None
     # The turn lease (one writer per session and agent): this manager's token for the agent.
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
-    lease_wanted: bool = False  # the turn's next write takes the lease
-    leased: bool = False  # the lease is ours (taken, not yet released)
-    # When the lease expires as taken. Not moved by renewals: a renewal that found the lease
-    # gone does not fail, so only the take says for sure that it was ours until then.
-    lease_until: datetime | None = None
-    lease_contended: bool = False  # another writer held it when we restored: take it before anything
+    lease_wanted: bool = False  # the turn's next write with a message takes the lease
+    leased: bool = False  # the lease is ours (taken, its turn not closed yet)
+    lease_message_id: int | None = None  # the stored message that carries our lease
+    lease_contended: bool = False  # another writer's turn was running when we restored: wait for it
     renewer: asyncio.Task[None] | None = None
     store_error: BaseException | None = None  # the turn's failed write: no further write this turn
     needs_repair: str | None = None  # why the tail must be closed before the next turn
@@ -158,7 +156,7 @@ class _Job:
     turn_record: dict[str, Any] | None = None  # metrics for the turn's last stored message
     incomplete_reason: str | None = None
     idempotency_key: str | None = None
-    release: bool = False  # the turn's last write: give the lease back
+    release: bool = False  # the turn's last write: its record (or a release) closes the lease
     batch: list[Message] | None = None  # several messages in one write (instead of ``message``)
 
 
@@ -170,8 +168,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     arguments are pymongo client options (``maxPoolSize=100``, ``serverSelectionTimeoutMS=...``,
     ``w="majority"``, ``journal=True``). Construction does no I/O.
 
-    One writer per (session, agent): each turn holds a lease in the session document, taken by
-    the turn's first write and given back by its last (no extra round trip). A second request
+    One writer per (session, agent): each turn holds a lease carried by the first message it
+    stores and closed by its turn record (no write of its own). A second request
     on the same session waits up to ``turn_wait`` for it, then raises `SessionBusyError`; a
     crashed writer's lease expires after ``lease_ttl`` (renewed while a long turn runs).
     ``turn_lock=False`` turns the lease off.
@@ -284,6 +282,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         slot = self._slot(event.agent)
         slot.store_error = None
         slot.placeholder = None
+        slot.turn_start = None  # no turn of this invocation yet (a reload keeps nothing of the last)
         key = (event.invocation_state or {}).get(IDEMPOTENCY_KEY)
         slot.turn_key = None if key is None else validate_idempotency_key(key)
         if slot.turn_key is not None and await self._refuse_stored_turn(slot):
@@ -297,7 +296,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         try:
             if slot.lease_contended and self._turn_lock:
                 # Another writer's turn was running when we restored: wait for it, then read what it stored.
-                await self._in_turn(slot, self._take_lease_and_reload)
+                await self._in_turn(slot, self._nothing_to_write)
             if slot.needs_repair is not None and not compat.interrupt_pending(slot.agent):
                 self._add_repairs(slot, slot.needs_repair)
             if slot.unsaved:
@@ -358,7 +357,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 raise error
             return
         if turn is not None and turn.recorded:
-            # The final message carried the turn's state, totals and the lease's release. What
+            # The final message carried the turn's state, totals and record (closing the lease). What
             # changed after it (the conversation manager trimming its window) rides along with
             # the next write, or sync_agent()/close() stores it: a plain turn stays at two round trips.
             self._prune_records(slot)
@@ -427,6 +426,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         delay = 0.01
         while True:
             try:
+                if slot.lease_contended and self._turn_lock:
+                    # The window shows another writer's turn running: writing now would put
+                    # this turn inside it. Wait until it is closed (or its lease ran out).
+                    await slot.lane.run(self._wait_for_turn, slot)
                 await slot.lane.run(write, slot, *args)
                 break
             except LeaseHeld as held:
@@ -472,18 +475,34 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         with contextlib.suppress(MongoDBSessionError):  # else it expires by itself
             self._persist(slot, _Job(release=True))
 
-    def _take_lease_and_reload(self, slot: _Slot) -> None:
-        self._persist(slot, _Job())
-        self._reload(slot)
+    @staticmethod
+    def _nothing_to_write(slot: _Slot) -> None:
+        """What waiting for another writer's turn is for, at the start of a turn: nothing more."""
+
+    def _wait_for_turn(self, slot: _Slot) -> None:
+        """Read the window again: ``LeaseHeld`` while another writer's turn still runs in it."""
+        snapshot = self._load(slot.agent.agent_id)
+        held = None if snapshot is None else self._running_lease(slot, snapshot)
+        if held is not None:
+            raise LeaseHeld(held["until"])
+        self._reload_from(slot, snapshot)
         slot.lease_contended = False
+
+    def _running_lease(self, slot: _Slot, snapshot: SessionSnapshot) -> Mapping[str, Any] | None:
+        """Another writer's lease on a turn still open in ``snapshot``, unless it expired."""
+        held = snapshot.lease or {}
+        running = held.get("owner") not in (None, slot.owner) and _in_future(held.get("until"))
+        return held if running and self._turn_lock else None
 
     def _reload(self, slot: _Slot) -> None:
         """Read the window again after another writer's turn; keep this invocation's messages after it."""
+        self._reload_from(slot, self._load(slot.agent.agent_id))
+
+    def _reload_from(self, slot: _Slot, snapshot: SessionSnapshot | None) -> None:
         agent = slot.agent
         start = slot.turn_start if slot.turn_start is not None else len(agent.messages)
         waiting = {id(message) for message in slot.unsaved}
         ours = [message for message in agent.messages[start:] if id(message) not in waiting]
-        snapshot = self._load(agent.agent_id)
         slot.restored = False
         self._restore(slot, snapshot, reloading=True)
         if slot.turn_start is not None:
@@ -502,9 +521,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             await slot.lane.run(self._renew, slot)
 
     def _renew(self, slot: _Slot) -> None:
-        if slot.leased:
+        if slot.leased and slot.lease_message_id is not None:
             agent_id = slot.agent.agent_id
-            lease = Lease(slot.owner, schema.utcnow() + timedelta(seconds=self._lease_ttl))
+            until = schema.utcnow() + timedelta(seconds=self._lease_ttl)
+            lease = Lease(slot.owner, until, message_id=slot.lease_message_id)
             self.repository.write(self.session_id, agent_id, None, SessionWrite(agent_id, lease=lease))
 
     @staticmethod
@@ -575,8 +595,22 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             self.session_id, agent_id, stamp, changed, contiguous=not slot.contended
         )
         sealed_change = self._lifecycle.seal_state(self.session_id, changed)
+        recreate = None
+        if job.release and create is None and (sealed_change or job.totals):
+            # What recreates a session document deleted under a live manager, riding in the
+            # turn's last session update (an upsert that changes nothing else when it exists).
+            current = state if state is not None else compat.agent_state(slot.agent)
+            entry = schema.agent_entry(self._lifecycle.seal_state(self.session_id, current) or current)
+            recreate = NewAgent(self._session_fields(), entry)
         write = SessionWrite(
-            agent_id, sealed_change, job.totals, turn_record, create, extra=extra, lease=lease
+            agent_id,
+            sealed_change,
+            job.totals,
+            turn_record,
+            create,
+            extra=extra,
+            lease=lease,
+            recreate=recreate,
         )
         first_id = self._next_message_id(slot)
         writes = [
@@ -608,16 +642,13 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 )
                 ids = [] if stored_id is None else [stored_id]
         except StaleWindow:
-            slot.leased, slot.lease_wanted = True, False  # the lease was taken before the message lost
-            slot.lease_until = None if lease is None else lease.until
-            raise
+            raise  # nothing landed: the lease is still to take, after the window is read again
         self._lifecycle.confirm(stamp)
         slot.stored = True
-        if lease is not None:
-            slot.leased = not lease.release
-            if lease.release or lease.take:
-                slot.lease_until = None if lease.release else lease.until
-            slot.lease_wanted = False
+        if lease is not None and lease.take:
+            slot.leased, slot.lease_wanted, slot.lease_message_id = True, False, ids[0]
+        if job.release:
+            slot.leased, slot.lease_message_id = False, None  # closed by the record or released
         if changed is not None or create is not None:
             slot.written = state
         for message_write, stored_id in zip(writes, ids, strict=True):
@@ -629,36 +660,24 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             job.turn.last_message_id = ids[-1]
 
     def _lease_for(self, slot: _Slot, job: _Job, with_messages: bool) -> Lease | None:
-        """The lease this write takes, renews or releases (None: not a write of a leased turn)."""
+        """The lease this write takes or gives back (None: nothing to do with the lease).
+
+        Taken by the turn's first write with a message; closed by the turn's record on its last
+        write, so only a turn that ends without one gives the lease back in an op of its own.
+        """
         if not self._turn_lock or not (slot.lease_wanted or slot.leased):
             return None
-        if slot.lease_wanted and job.release and not with_messages:
-            slot.lease_wanted = False  # the turn ends without having written: nothing to take
-            return None
-        if not slot.lease_wanted and not job.release:
-            return None  # held already; the renewer keeps it
-        now = schema.utcnow()
-        until = now + timedelta(seconds=self._lease_ttl)
-        # Sure it is still ours: taken in this very write, or taken recently enough that a third
-        # of its time is still ahead (the margin covers clock skew between hosts). A turn longer
-        # than that releases by owner, in an op of its own.
-        sure = slot.lease_wanted or (
-            slot.lease_until is not None and slot.lease_until - now > timedelta(seconds=self._lease_ttl / 3)
-        )
-        entry = session = None
-        if slot.lease_wanted and slot.stored:  # what recreates a session document deleted under us
-            current = compat.agent_state(slot.agent)
-            entry = schema.agent_entry(self._lifecycle.seal_state(self.session_id, current) or current)
-            session = self._session_fields()
-        return Lease(
-            slot.owner,
-            until,
-            take=slot.lease_wanted,
-            release=job.release,
-            agent=entry,
-            session=session,
-            sure=sure,
-        )
+        records = job.event_loop_metrics is not None or job.turn_record is not None
+        until = schema.utcnow() + timedelta(seconds=self._lease_ttl)
+        if slot.lease_wanted:
+            if not with_messages or (job.release and not records):
+                if job.release:
+                    slot.lease_wanted = False  # the turn ends without having written: nothing to take
+                return None
+            return Lease(slot.owner, until, take=True)
+        if job.release and not records and slot.lease_message_id is not None:
+            return Lease(slot.owner, until, message_id=slot.lease_message_id, release=True)
+        return None  # held already (the renewer keeps it), or closed by this write's record
 
     @staticmethod
     def _adopt(slot: _Slot, message: Message | None, turn: TurnTracker) -> None:
@@ -737,10 +756,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             elif "next_message_id" in entry:
                 slot.latest_message_id = int(entry["next_message_id"])
             slot.written = compat.agent_state(agent)
-            held = (snapshot.document.get("leases") or {}).get(agent.agent_id) or {}
-            running = held.get("owner") not in (None, slot.owner) and _in_future(held.get("until"))
-            if running and self._turn_lock:
-                slot.lease_contended = True
+            slot.lease_contended = self._running_lease(slot, snapshot) is not None
+            if slot.lease_contended:
+                pass  # its writer is still on it: nothing to close
             elif _repair.needs_repair(agent.messages) and not compat.interrupt_pending(agent):
                 slot.needs_repair = "recovered: the previous turn did not finish"
         slot.restored = True

@@ -8,14 +8,15 @@ Two collections derive from the configured ``collection_name`` (default ``sessio
      user_id?, expires_at?, messages_expire_at?, metadata: {...},
      agents: {<agent_id>: {state, conversation_manager_state, internal_state, created_at,
      updated_at, totals: {...}, next_message_id?}}, multi_agents: {<id>: {state, ...}},
-     totals: {...}, leases?: {<agent_id>: {owner, until}}}
-
-``leases`` holds the one writer of each agent while a turn runs (see :func:`lease_take_filter`).
+     totals: {...}}
 
 ``sessions_messages``: one document per message, unique on (session_id, agent_id, message_id)::
 
     {session_id, agent_id, message_id, role, message, redact_message, created_at, updated_at,
-     expires_at?, event_loop_metrics?: {...}, incomplete?: {reason}, idempotency_key?}
+     expires_at?, event_loop_metrics?: {...}, incomplete?: {reason}, idempotency_key?,
+     lease?: {owner, until}}
+
+``lease`` is the turn lease, on the first message a turn stores (see :func:`lease_field`).
 
 ``sessions_files`` (GridFS, ``.files`` and ``.chunks``): binary content blocks (image, document,
 video ``source.bytes``) longer than ``large_content_threshold`` (4 MiB by default). The message
@@ -39,7 +40,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from pymongo import IndexModel
 from strands.types.content import Message
@@ -57,6 +58,8 @@ __all__ = [
     "FILE_CHUNKS_INDEX",
     "FILE_CHUNKS_SHARD_KEY",
     "FILE_INDEXES",
+    "LEASE_FIELD",
+    "LEASE_PROJECTION",
     "MAX_PAGE_SIZE",
     "MESSAGE_INDEXES",
     "MESSAGE_SHARD_KEY",
@@ -97,12 +100,10 @@ __all__ = [
     "index_models",
     "is_expired",
     "latency_measured",
-    "lease_path",
-    "lease_release_filter",
+    "lease_field",
+    "lease_message_filter",
     "lease_release_update",
     "lease_renew_update",
-    "lease_take_filter",
-    "lease_take_update",
     "live",
     "live_session_filter",
     "message_document",
@@ -114,6 +115,7 @@ __all__ = [
     "multi_agent_path",
     "multi_agent_update",
     "next_page_cursor",
+    "open_turn_lease",
     "page",
     "removed_message_count",
     "renew_messages_filter",
@@ -140,7 +142,7 @@ __all__ = [
     "update_message_update",
     "user_sessions_filter",
     "utcnow",
-    "with_lease_release",
+    "with_recreation",
 ]
 
 SCHEMA_VERSION = 1
@@ -502,62 +504,76 @@ def allocate_message_id_update(agent_id: str, floor: int, count: int = 1) -> lis
 
 # --- leases: one writer per (session, agent) while a turn runs ---------------------------------
 
-
-def lease_path(agent_id: str, *fields: str) -> str:
-    return ".".join(("leases", agent_id, *fields))
+LEASE_FIELD = "lease"
 
 
-def lease_take_filter(
-    session_id: str, agent_id: str, owner: str, now: datetime, *, mine: bool = False
-) -> dict[str, Any]:
-    """Matches the session while the agent's lease is free or expired (``mine``: ``owner``'s).
+def lease_field(owner: str, until: datetime) -> dict[str, Any]:
+    """What the first message a turn stores carries: the turn is running, ``owner``'s, until ``until``.
 
-    Used with ``upsert=True``: when another writer holds the lease nothing matches, the upsert
-    inserts ``_id`` again and fails on the ``_id`` index, which stops the ordered write before
-    the turn's message is inserted. When the document does not exist the upsert creates it.
-    No ``$or``: ``until`` not at or after ``now`` is true of a missing lease too, and a server
-    may serve an ``$or`` next to ``_id`` with a collection scan (SecantusDB does: 13 ms at 2,000
-    sessions, against 0.4 ms for this filter).
+    The turn lease lives in the message stream itself, so taking it costs no write of its own:
+    two writers that both take it insert the same next ``message_id`` and the unique index
+    lets one through. A turn is closed by a later message (or the same one) carrying its turn
+    record (``event_loop_metrics``), or by unsetting the field.
     """
-    if mine:
-        return {"_id": session_id, lease_path(agent_id, "owner"): owner}
-    return {"_id": session_id, lease_path(agent_id, "until"): {"$not": {"$gte": now}}}
+    return {"owner": owner, "until": until}
 
 
-def lease_take_update(
-    agent_id: str,
-    owner: str,
-    until: datetime,
-    session: Mapping[str, Any],
-    agent: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Take the lease; a missing session document is created (with the agent entry, if given)."""
-    on_insert = {k: v for k, v in session.items() if k != "_id"}
-    if agent is not None:
-        on_insert["agents"] = {agent_id: dict(agent)}
-    return {"$set": {lease_path(agent_id): {"owner": owner, "until": until}}, "$setOnInsert": on_insert}
+def open_turn_lease(documents: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The lease of a turn still open at the end of ``documents`` (messages in id order), if any.
 
-
-def lease_release_filter(session_id: str, agent_id: str, owner: str) -> dict[str, Any]:
-    """Matches only while ``owner`` still holds the lease (an expired one may be another's now)."""
-    return {"_id": session_id, lease_path(agent_id, "owner"): owner}
-
-
-def lease_release_update(agent_id: str) -> dict[str, Any]:
-    return {"$unset": {lease_path(agent_id): ""}}
-
-
-def with_lease_release(update: Mapping[str, Any], agent_id: str) -> dict[str, Any]:
-    """``update`` that also gives the agent's lease back (a release riding in the session update).
-
-    Only for a lease its writer is sure it still holds: the session update matches ``_id``
-    alone, so it releases whoever holds the lease.
+    Read from the end: a turn record closes everything before it; the first lease found before
+    any record is the running turn's (expired or not: the caller compares ``until``).
     """
-    return {**update, "$unset": {**update.get("$unset", {}), lease_path(agent_id): ""}}
+    for document in reversed(documents):
+        if document.get("event_loop_metrics") is not None:
+            return None
+        lease = document.get(LEASE_FIELD)
+        if lease:
+            return cast("Mapping[str, Any]", lease)
+    return None
 
 
-def lease_renew_update(agent_id: str, until: datetime) -> dict[str, Any]:
-    return {"$set": {lease_path(agent_id, "until"): until}}
+def lease_message_filter(session_id: str, agent_id: str, message_id: int, owner: str) -> dict[str, Any]:
+    """The message carrying ``owner``'s lease (renewed or given back only while it is ``owner``'s)."""
+    return {**message_filter(session_id, agent_id, message_id), f"{LEASE_FIELD}.owner": owner}
+
+
+def lease_renew_update(until: datetime) -> dict[str, Any]:
+    return {"$set": {f"{LEASE_FIELD}.until": until}}
+
+
+def lease_release_update() -> dict[str, Any]:
+    return {"$unset": {LEASE_FIELD: ""}}
+
+
+LEASE_PROJECTION = {"message_id": 1, LEASE_FIELD: 1, "event_loop_metrics.started_at": 1}
+
+
+def with_recreation(
+    update: Mapping[str, Any], agent_id: str, session: Mapping[str, Any], agent: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``update`` (of the session document) as an upsert that recreates a vanished document.
+
+    ``$setOnInsert`` gets the session's fields and the agent's entry, leaving out every path
+    the update sets or increments itself (a path in both is refused by the server).
+    """
+    written = [path for operator in ("$set", "$inc", "$unset") for path in update.get(operator, {})]
+
+    def free(path: str) -> bool:
+        return not any(
+            path == other or path.startswith(other + ".") or other.startswith(path + ".") for other in written
+        )
+
+    on_insert: dict[str, Any] = {}
+    for key, value in session.items():
+        if key in ("_id", "agents") or not free(key):
+            continue
+        on_insert[key] = value
+    for key, value in agent.items():
+        path = agent_path(agent_id, key)
+        if free(path):
+            on_insert[path] = value
+    return {**update, "$setOnInsert": on_insert}
 
 
 # --- multi-agents -----------------------------------------------------------------------------
@@ -648,6 +664,7 @@ def message_document(
     mask: Sequence[Callable[[str], str]] = (),
     seal: Callable[[Any], Any] | None = None,
     idempotency_key: str | None = None,
+    lease: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Bytes stay ``bytes`` (stored as BSON Binary), timestamps become BSON dates, text is masked.
 
@@ -675,6 +692,8 @@ def message_document(
         document["incomplete"] = {"reason": incomplete_reason}
     if idempotency_key is not None:
         document["idempotency_key"] = idempotency_key
+    if lease is not None:
+        document[LEASE_FIELD] = dict(lease)
     return document
 
 

@@ -367,9 +367,11 @@ class CommandCounter(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.commands: list[str] = []
+        self.targets: list[tuple[str, Any]] = []  # (command, its collection or 1 for admin commands)
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.commands.append(event.command_name)
+        self.targets.append((event.command_name, event.command.get(event.command_name)))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -378,5 +380,10 @@ class CommandCounter(monitoring.CommandListener):
         pass
 
     def take(self) -> list[str]:
-        taken, self.commands = self.commands, []
+        taken, self.commands, self.targets = self.commands, [], []
+        return taken
+
+    def take_targets(self) -> list[tuple[str, Any]]:
+        """Like :meth:`take`, with each command's collection: ``[("insert", "sessions_messages")]``."""
+        taken, self.commands, self.targets = self.targets, [], []
         return taken

@@ -15,7 +15,7 @@ from mongodb_session_manager import (
     SessionBusyError,
     TurnAlreadyStoredError,
 )
-from mongodb_session_manager.schema import utcnow
+from mongodb_session_manager.schema import open_turn_lease, utcnow
 from mongodb_session_manager.streaming import stream_sse, stream_text
 from mongodb_session_manager.testing import (
     ScriptedModel,
@@ -37,6 +37,11 @@ def factory(mongodb_uri: str, database_name: str) -> Any:
 def stored(client: Client, database_name: str, session_id: str) -> list[dict[str, Any]]:
     found = client[database_name].sessions_messages.find({"session_id": session_id}, sort=[("message_id", 1)])
     return list(found)
+
+
+def open_lease(client: Client, database_name: str, session_id: str) -> Any:
+    """The lease of a turn still open in the stored conversation (None: every turn is closed)."""
+    return open_turn_lease(stored(client, database_name, session_id))
 
 
 def text_of(document: dict[str, Any]) -> str:
@@ -73,10 +78,10 @@ async def test_five_concurrent_requests_on_one_session_take_turns(
     # Each turn saw every turn stored before it: the model got all earlier messages.
     seen = sorted(len(model.calls[0].messages) for _, model in results)
     assert seen == [3, 5, 7, 9, 11]
-    assert (
-        "leases" not in mongo_client[database_name].sessions.find_one({"_id": "tabs"})
-        or not (mongo_client[database_name].sessions.find_one({"_id": "tabs"})["leases"])
-    )
+    # Each turn's lease rode in on its prompt and was closed by its reply's record.
+    assert all(d["lease"]["owner"] for d in documents[2::2])
+    assert all("lease" not in d for d in documents[3::2])
+    assert open_lease(mongo_client, database_name, "tabs") is None
 
 
 async def test_a_request_that_cannot_get_the_session_in_time_gets_busy_and_stores_nothing(
@@ -113,16 +118,29 @@ async def test_the_lease_of_a_crashed_writer_expires(
     factory: Any, mongo_client: Client, database_name: str
 ) -> None:
     await request(factory, "crashed", "hello")
-    sessions = mongo_client[database_name].sessions
+    # A writer stored its prompt, with its lease, and died before its reply.
     until = utcnow() + timedelta(milliseconds=600)
-    sessions.update_one({"_id": "crashed"}, {"$set": {"leases.assistant": {"owner": "gone", "until": until}}})
+    mongo_client[database_name].sessions_messages.insert_one(
+        {
+            "session_id": "crashed",
+            "agent_id": "assistant",
+            "message_id": 2,
+            "role": "user",
+            "message": {"role": "user", "content": [{"text": "lost question"}]},
+            "lease": {"owner": "gone", "until": until},
+        }
+    )
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    reply, _ = await request(factory, "crashed", "anyone?")
+    reply, model = await request(factory, "crashed", "anyone?")
 
     assert reply == "reply to anyone?"
     assert loop.time() - started >= 0.5  # it waited for the dead writer's lease to run out
+    assert model.refused == []  # the dead turn was closed before this one (a strict model took it)
+    texts = [text_of(d) for d in stored(mongo_client, database_name, "crashed")]
+    assert texts[2] == "lost question"
+    assert texts[-2:] == ["anyone?", "reply to anyone?"]
 
 
 async def test_a_long_turn_renews_its_lease(factory: Any, mongo_client: Client, database_name: str) -> None:
@@ -139,33 +157,38 @@ async def test_a_long_turn_renews_its_lease(factory: Any, mongo_client: Client, 
     await manager.aclose()
 
 
-async def test_a_turn_that_outlived_its_first_lease_gives_back_only_its_own(
+async def test_a_waiting_request_sees_the_turn_it_waited_for(
     factory: Any, mongo_client: Client, database_name: str
 ) -> None:
-    # Past two thirds of the lease's time the writer is no longer sure it still holds it: the
-    # release matches its owner, so a lease that changed hands (renewals lost) stays.
-    await request(factory, "handed-over", "hello")
-    model = ScriptedModel(["word " * 40], chunk_delay=0.03)  # ~1.2 s of streaming
-    manager = await factory.acreate_session_manager("handed-over", agent_id="assistant", lease_ttl=1.0)
-    agent = Agent(agent_id="assistant", model=model, session_manager=manager, callback_handler=None)
-    running = asyncio.create_task(agent.invoke_async("go slowly"))
-    await asyncio.sleep(0.5)
-    sessions = mongo_client[database_name].sessions
-    later = utcnow() + timedelta(seconds=60)
-    sessions.update_one(
-        {"_id": "handed-over"}, {"$set": {"leases.assistant": {"owner": "another", "until": later}}}
-    )
+    # The second request resumed while the first one streamed: its window showed the running
+    # turn's prompt and lease, so it waited, then read the reply before writing its own prompt.
+    await request(factory, "queued", "hello")
+    slow = ScriptedModel(["slowly, slowly"], chunk_delay=0.05)
+    manager = await factory.acreate_session_manager("queued", agent_id="assistant")
+    agent = Agent(agent_id="assistant", model=slow, session_manager=manager, callback_handler=None)
+    running = asyncio.create_task(agent.invoke_async("first in line"))
+    while len(stored(mongo_client, database_name, "queued")) < 3:
+        await asyncio.sleep(0.01)
+    assert open_lease(mongo_client, database_name, "queued")["owner"]
+
+    reply, model = await request(factory, "queued", "second in line")
+
     await running
     await manager.aclose()
-
-    assert sessions.find_one({"_id": "handed-over"})["leases"]["assistant"]["owner"] == "another"
+    assert reply == "reply to second in line"
+    assert [text_of({"message": m}) for m in model.calls[0].messages][-3:] == [
+        "first in line",
+        "slowly, slowly",
+        "second in line",
+    ]
+    assert open_lease(mongo_client, database_name, "queued") is None
 
 
 async def test_turn_lock_false_writes_no_lease(
     factory: Any, mongo_client: Client, database_name: str
 ) -> None:
     await request(factory, "free", "hello", turn_lock=False)
-    assert "leases" not in mongo_client[database_name].sessions.find_one({"_id": "free"})
+    assert all("lease" not in d for d in stored(mongo_client, database_name, "free"))
 
 
 async def test_a_retried_request_with_the_same_key_gets_the_stored_reply(
@@ -240,7 +263,7 @@ async def test_a_retry_sent_while_the_first_request_streams_waits_and_gets_its_r
 
     assert retry == await first == "paid in full"
     assert [text_of(d) for d in stored(mongo_client, database_name, "retry-early")] == ["pay", "paid in full"]
-    assert not mongo_client[database_name].sessions.find_one({"_id": "retry-early"}).get("leases")
+    assert open_lease(mongo_client, database_name, "retry-early") is None
     assert (await request(factory, "retry-early", "next", turn_wait=0.5))[0] == "reply to next"
 
 

@@ -116,24 +116,49 @@ def lease(**fields: Any) -> Lease:
     return Lease("me", schema.utcnow() + timedelta(seconds=60), **fields)
 
 
-def test_a_turn_that_surely_still_holds_its_lease_releases_it_in_the_session_update() -> None:
-    write = SessionWrite("a", totals={"turns": 1}, lease=lease(release=True, sure=True))
-    plan = first_plan(write_flow("s", "a", message(3), write))
+def test_taking_the_lease_costs_no_op_it_rides_in_the_first_message() -> None:
+    plan = first_plan(write_flow("s", "a", message(3), SessionWrite("a", lease=lease(take=True))))
+    assert [op.target for op in plan.ops] == ["messages"]
+    insert = plan.ops[0]
+    assert isinstance(insert, InsertOp)
+    assert insert.document["lease"]["owner"] == "me"
+
+
+def test_a_turn_record_closes_the_lease_without_a_release_op() -> None:
+    plan = first_plan(write_flow("s", "a", message(3), SessionWrite("a", totals={"turns": 1})))
     assert [op.target for op in plan.ops] == ["messages", "sessions"]
+    assert "lease" not in plan.ops[0].document  # type: ignore[union-attr]
+
+
+def test_a_lease_is_renewed_and_given_back_on_its_message_by_its_owner_only() -> None:
+    renew = first_plan(write_flow("s", "a", None, SessionWrite("a", lease=lease(message_id=7))))
+    release = first_plan(
+        write_flow("s", "a", None, SessionWrite("a", lease=lease(message_id=7, release=True)))
+    )
+    for plan in (renew, release):
+        (op,) = plan.ops
+        assert isinstance(op, UpdateOp)
+        assert op.target == "messages"
+        assert op.filter == {"session_id": "s", "agent_id": "a", "message_id": 7, "lease.owner": "me"}
+    assert "lease.until" in renew.ops[0].update["$set"]  # type: ignore[union-attr,index]
+    assert release.ops[0].update == {"$unset": {"lease": ""}}  # type: ignore[union-attr]
+
+
+def test_the_last_update_of_a_turn_can_recreate_a_vanished_session() -> None:
+    recreate = NewAgent(
+        session={"_id": "s", "schema_version": 1, "metadata": {}, "totals": {}, "updated_at": 0},
+        agent={"state": {"k": 1}, "created_at": 0, "updated_at": 0},
+    )
+    write = SessionWrite("a", totals={"turns": 1}, recreate=recreate)
+    plan = first_plan(write_flow("s", "a", message(3), write))
     update = plan.ops[1]
     assert isinstance(update, UpdateOp)
-    assert update.filter == {"_id": "s"}
-    assert update.update["$unset"] == {"leases.a": ""}
-    assert update.update["$inc"]["totals.turns"] == 1
-
-
-def test_a_lease_that_may_have_expired_is_released_only_by_its_owner() -> None:
-    write = SessionWrite("a", totals={"turns": 1}, lease=lease(release=True))
-    plan = first_plan(write_flow("s", "a", message(3), write))
-    assert [op.target for op in plan.ops] == ["messages", "sessions", "sessions"]
-    session_update, release = plan.ops[1], plan.ops[2]
-    assert isinstance(session_update, UpdateOp)
-    assert isinstance(release, UpdateOp)
-    assert "$unset" not in session_update.update
-    assert release.filter == {"_id": "s", "leases.a.owner": "me"}
-    assert release.update == {"$unset": {"leases.a": ""}}
+    assert update.upsert
+    # Whatever the update writes itself stays out of $setOnInsert (the server refuses a path in both).
+    assert update.update["$setOnInsert"] == {
+        "schema_version": 1,
+        "metadata": {},
+        "agents.a.state": {"k": 1},
+        "agents.a.created_at": 0,
+        "agents.a.updated_at": 0,
+    }
