@@ -9,8 +9,8 @@ one event loop; runs of the variants are interleaved, order rotated every repeat
 - this package through the async API and through the guide's API;
 - the **raw floor**: the same documents and the same round trips written with
   ``pymongo.AsyncMongoClient`` directly (read the session with its window in one aggregate;
-  one client ``bulkWrite`` of the prompt carrying the turn lease, on a first turn with the
-  session and agent upserts; one ``bulkWrite`` of the reply with its metrics + the session
+  the prompt's insert carrying the turn lease (on a first turn a ``bulkWrite`` with the
+  session and agent upserts); one ``bulkWrite`` of the reply with its metrics + the session
   update (an upsert that recreates a vanished session) + the hour rollup's ``$inc``);
 - the raw floor **as issue 10 was filed**, before the turn lease and the rollups (the prompt's
   insert; the reply + the session update): a reference;
@@ -395,9 +395,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
         elif filed:
             await messages.insert_one(user_document)
         else:
-            await client.bulk_write(
-                [InsertOne(leased(user_document), namespace=messages.full_name)], ordered=True
-            )
+            await messages.insert_one(leased(user_document))  # one op: an insert, as the manager's
         usage = dict(agent.event_loop_metrics.accumulated_usage)
         record = {
             "status": "completed",
