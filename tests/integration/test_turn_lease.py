@@ -296,3 +296,39 @@ async def test_a_plain_turn_with_the_lease_and_tools_stays_valid_for_a_strict_mo
         "user",
         "assistant",
     ]
+
+
+async def test_a_long_lived_agent_with_a_stale_window_takes_its_turn_after_the_running_ones(
+    factory: Any, mongo_client: Client, database_name: str
+) -> None:
+    # Its window is from before the other requests' turns: its prompt meets their ids, it
+    # learns whether a turn still runs there (wait) or only ran (read again), and then goes.
+    model = ScriptedModel(respond=lambda messages: "long-lived reply", chunk_delay=0.005, strict=True)
+    manager = await factory.acreate_session_manager("stale", agent_id="assistant")
+    agent = Agent(agent_id="assistant", model=model, session_manager=manager, callback_handler=None)
+    await agent.invoke_async("hello")
+
+    others = [request(factory, "stale", f"question {n}") for n in range(3)]
+    await asyncio.gather(agent.invoke_async("from the long-lived agent"), *others)
+    await manager.aclose()
+
+    documents = stored(mongo_client, database_name, "stale")
+    assert [d["message_id"] for d in documents] == list(range(10))  # no gaps, no duplicates
+    next_prompt = {"role": "user", "content": [{"text": "next"}]}
+    assert conversation_problem([*(d["message"] for d in documents), next_prompt]) is None
+    for prompt_doc, reply_doc in zip(documents[0::2], documents[1::2], strict=True):
+        expected = (
+            "long-lived reply"
+            if prompt_doc["message"]["content"][0]["text"]
+            in (
+                "hello",
+                "from the long-lived agent",
+            )
+            else f"reply to {text_of(prompt_doc)}"
+        )
+        assert text_of(reply_doc) == expected
+    # Its second turn saw every turn stored before it.
+    position = [text_of(d) for d in documents].index("from the long-lived agent")
+    assert len(model.calls[-1].messages) == position + 1
+    assert model.refused == []
+    assert open_lease(mongo_client, database_name, "stale") is None
