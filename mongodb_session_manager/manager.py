@@ -194,6 +194,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     constructor off an event loop still reads them at once.
     """
 
+    _defer_large_content = False  # the option's value, set per instance by the constructor
+
     def __init__(
         self,
         session_id: str,

@@ -172,12 +172,13 @@ async def test_no_write_stores_a_deferred_reference(
     manager = await factory.acreate_session_manager("guarded", agent_id="assistant")
     agent = _agent(manager, ScriptedModel())
     first, last = agent.messages[0], agent.messages[-1]
-    assert isinstance(_source(first), DeferredContent) and isinstance(_source(last), DeferredContent)
+    assert isinstance(_source(first), DeferredContent)
+    assert isinstance(_source(last), DeferredContent)
     counter.take()
 
     # A copy of an unread message written as a new one: refused before anything is sent.
     with pytest.raises(InvalidSessionInputError, match=r"message\.content\.0\.image\.source\.bytes"):
-        factory.repository.write_message("guarded", "assistant", SessionMessage(first, 9))  # type: ignore[arg-type]
+        factory.repository.write_message("guarded", "assistant", SessionMessage(first, 9))
     assert _sent(counter) == []
 
     # Redacting the latest message while it is unread (a moderation step right after the

@@ -100,12 +100,15 @@ def test_a_reference_is_not_bytes_so_a_provider_fails_loudly_instead_of_sending_
     with pytest.raises(AttributeError):
         reference.length = 0  # type: ignore[misc]  # frozen
     assert copy.deepcopy(reference) == reference
-    assert repr(reference) == f"DeferredContent(file_id=ObjectId('{IMAGE}'), length=5, bucket='sessions_files')"
+    assert repr(reference) == (
+        f"DeferredContent(file_id=ObjectId('{IMAGE}'), length=5, bucket='sessions_files')"
+    )
 
 
 def test_no_write_accepts_a_reference() -> None:
     message = defer_document(_stored())["message"]
-    with pytest.raises(InvalidSessionInputError, match=r"message\.content\.1\.image\.source\.bytes: large content"):
+    where = r"message\.content\.1\.image\.source\.bytes: large content not read yet"
+    with pytest.raises(InvalidSessionInputError, match=where):
         check_storable(message, "message")
 
 
