@@ -191,7 +191,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     ``defer_large_content=True`` (default off) makes a resume leave those bytes unread: until the
     agent's next model call (or ``await manager.load(agent)``) ``agent.messages`` holds a
     :class:`~._large_content.DeferredContent` in their place, then the stored bytes. The sync
-    constructor off an event loop still reads them at once.
+    constructor's own read off an event loop (no ``preload``) still reads them at once.
     """
 
     _defer_large_content = False  # the option's value, set per instance by the constructor
