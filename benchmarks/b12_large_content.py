@@ -60,7 +60,8 @@ def run(ctx: Context) -> Result:
         ratios = ratio(timings[MANY], timings[1])
         result.add(f"{label} ratio {MANY} / 1", ratios, "x")
         medians[label], worst[label] = statistics.median(ratios), max(ratios)
-    resumes, turns = _deferred(ctx, database_name, image, max(ctx.size.repeats, 1))
+    repeats = max(ctx.size.repeats, 1)
+    resumes, turns = _through_manager(ctx, database_name, image, repeats, defer=True)
     result.add("deferred resume, 1 image message", resumes[1], "ms")
     result.add(f"deferred resume, {MANY} image messages", resumes[MANY], "ms")
     deferred_ratios = ratio(resumes[MANY], resumes[1])
@@ -70,6 +71,14 @@ def run(ctx: Context) -> Result:
     turn_ratios = ratio(turns[MANY], turns[1])
     result.add(f"deferred first turn ratio {MANY} / 1 (info)", turn_ratios, "x")
     medians["deferred"], worst["deferred"] = statistics.median(deferred_ratios), max(deferred_ratios)
+    # The same request with the eager default: the work the deferred resume moves, not removes.
+    eager_resumes, eager_turns = _through_manager(ctx, database_name, image, repeats, defer=False)
+    for count in (1, MANY):
+        noun = "message" if count == 1 else "messages"
+        both = [a + b for a, b in zip(resumes[count], turns[count], strict=True)]
+        eager = [a + b for a, b in zip(eager_resumes[count], eager_turns[count], strict=True)]
+        result.add(f"resume + first turn, {count} image {noun}: eager (info)", eager, "ms")
+        result.add(f"resume + first turn, {count} image {noun}: deferred (info)", both, "ms")
     met = {label for label, value in medians.items() if value < TARGET}
 
     def verdict(label: str) -> str:
@@ -90,15 +99,16 @@ def run(ctx: Context) -> Result:
         "their getMores), so its ratio follows the bytes; "
         "warm: the process-wide cache of large content (large_content_cache_bytes, 256 MiB default); "
         "deferred: resume = manager + preload + Agent (one aggregate), first turn = agent(prompt) with "
-        "a scripted model (the prompt's write, the download before the model call, the reply's write)"
+        "a scripted model (the prompt's write, the download before the model call, the reply's write); "
+        "resume + first turn: the same request, eager and deferred (the download moves, it does not go)"
     )
     return result
 
 
-def _deferred(
-    ctx: Context, database_name: str, image: bytes, repeats: int
+def _through_manager(
+    ctx: Context, database_name: str, image: bytes, repeats: int, *, defer: bool
 ) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
-    """Deferred resume and first-turn timings (ms) of the 1- and the MANY-image session."""
+    """Resume and first-turn timings (ms) of a manager per request, cache off, on both sessions."""
     resumes: dict[int, list[float]] = {1: [], MANY: []}
     turns: dict[int, list[float]] = {1: [], MANY: []}
     for run in range(repeats + 1):  # the first run is untimed (connections, code paths)
@@ -109,7 +119,7 @@ def _deferred(
                 client=ctx.client,
                 database_name=database_name,
                 large_content_cache_bytes=0,
-                defer_large_content=True,
+                defer_large_content=defer,
             )
             manager.preload("assistant")
             model = ScriptedModel(["Seen."])
