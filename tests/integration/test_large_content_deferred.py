@@ -21,6 +21,7 @@ from strands import Agent
 from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
 from mongodb_session_manager import (
+    AsyncMongoDBSessionRepository,
     DeferredContent,
     InvalidSessionInputError,
     MongoDBSessionError,
@@ -240,3 +241,32 @@ def test_the_option_must_be_a_bool(client: Client) -> None:
     for bad in (1, "yes", None):
         with pytest.raises(ConfigurationError, match="defer_large_content must be a bool"):
             MongoDBSessionManager("s", client=client, defer_large_content=bad)
+
+
+async def test_both_repositories_defer_and_hydrate_the_same_way(
+    mongodb_uri: str, client: Client, database_name: str
+) -> None:
+    _store(client, database_name, "repositories")
+    sync = MongoDBSessionRepository(
+        client=client, database_name=database_name, large_content_threshold=THRESHOLD
+    )
+    async_client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(mongodb_uri)
+    try:
+        asynchronous = AsyncMongoDBSessionRepository(
+            client=async_client, database_name=database_name, large_content_threshold=THRESHOLD
+        )
+        snapshots = [
+            sync.load_session("repositories", "assistant", defer_large_content=True),
+            await asynchronous.load_session("repositories", "assistant", defer_large_content=True),
+        ]
+        windows = [[record.message for record in snapshot.window] for snapshot in snapshots if snapshot]
+        assert len(windows) == 2
+        for window in windows:
+            assert all(isinstance(source, DeferredContent) for source in _sources(window))
+        assert sync.hydrate_messages(windows[0]) == len(IMAGES)
+        assert await asynchronous.hydrate_messages(windows[1]) == len(IMAGES)
+        assert _sources(windows[0]) == _sources(windows[1]) == IMAGES
+        with pytest.raises(InvalidSessionInputError, match="messages must be a list"):
+            sync.hydrate_messages("not messages")
+    finally:
+        await async_client.close()
