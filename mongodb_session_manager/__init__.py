@@ -1,5 +1,6 @@
 """MongoDB as the memory of Strands Agents: sessions, streaming and per-turn metrics."""
 
+from ._large_content import DeferredContent
 from ._search import MessageMatch
 from ._version import package_version as _package_version
 from .async_repository import AsyncMongoDBSessionRepository
@@ -49,6 +50,7 @@ __all__ = [
     "AsyncMongoDBSessionRepository",
     "ConcurrentWriteError",
     "ConfigurationError",
+    "DeferredContent",
     "EmbeddedServerError",
     "ErasureReceipt",
     "FactoryNotInitializedError",

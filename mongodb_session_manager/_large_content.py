@@ -12,6 +12,10 @@ refuses a ``$ref`` key in messages (:mod:`._storable`), so a reference is never 
 content. Nothing here does I/O: :func:`offload` returns the files to upload, :func:`references`
 the files to download, :func:`chunks_query` the one query that reads all their chunks,
 :func:`assemble_files` checks and joins them, :func:`restore` puts their bytes back.
+
+A deferred read (the manager's ``defer_large_content``) does not download at resume:
+:func:`defer_document` puts a :class:`DeferredContent` where the bytes go, and
+:func:`fill_deferred` replaces it with the bytes later, in place, before the model needs them.
 """
 
 from __future__ import annotations
@@ -31,14 +35,18 @@ __all__ = [
     "CHUNK_SORT",
     "DEFAULT_LARGE_CONTENT_THRESHOLD",
     "FILE_PROJECTION",
+    "DeferredContent",
     "FileUpload",
     "LargeContent",
     "assemble_files",
     "chunks_query",
     "corrupt_file",
+    "defer_document",
+    "deferred_files",
     "document_references",
     "download_batches",
     "files_filter",
+    "fill_deferred",
     "missing_file",
     "offload",
     "offload_document",
@@ -71,6 +79,24 @@ class FileUpload:
     file_id: ObjectId
     data: bytes
     metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredContent:
+    """Large content not read yet: what ``source["bytes"]`` holds until its GridFS file is read.
+
+    With ``defer_large_content=True`` a resume leaves the bytes in GridFS and puts this in their
+    place in ``agent.messages``; the manager swaps in the stored bytes before the model is called
+    (or at ``await manager.load(agent)``). It is deliberately not bytes-like (no buffer protocol,
+    no ``__bytes__``, no ``__len__``): a provider handed one unread fails loudly (``base64``,
+    boto3's parameter check and ``json`` all raise ``TypeError``) instead of sending empty or
+    truncated content, and no write stores one (:mod:`._storable` refuses it before any I/O).
+    ``length`` is the size of the stored bytes; ``bucket`` the GridFS bucket holding them.
+    """
+
+    file_id: ObjectId
+    length: int
+    bucket: str
 
 
 def validate_threshold(value: Any) -> int:
@@ -172,6 +198,67 @@ def restore(message: Mapping[str, Any], files: Mapping[ObjectId, bytes]) -> Mapp
         if isinstance(data, DBRef):
             block_list[index] = _with_bytes(block_list[index], kind, files[data.id])
     return copied
+
+
+def _defer(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``message`` with every stored reference replaced by a :class:`DeferredContent` (a copy)."""
+    if not references(message):
+        return message
+    copied = _copy_content(message)
+    for block_list, index, kind in _blocks(copied["content"]):
+        data = _source_bytes(block_list[index], kind)
+        if isinstance(data, DBRef):
+            deferred = DeferredContent(data.id, int(getattr(data, "length", 0) or 0), data.collection)
+            block_list[index] = _with_bytes(block_list[index], kind, deferred)
+    return copied
+
+
+def defer_document(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A stored message document with :class:`DeferredContent` where its GridFS bytes would go."""
+    result: Document | None = None
+    for name in _CONTENT_FIELDS:
+        value = document.get(name)
+        if isinstance(value, Mapping) and references(value):
+            result = result if result is not None else dict(document)
+            result[name] = _defer(value)
+    return document if result is None else result
+
+
+def deferred_files(messages: Sequence[Any]) -> list[ObjectId]:
+    """The file ids of every :class:`DeferredContent` in ``messages``, in order, once each."""
+    found: dict[ObjectId, None] = {}
+    for message in messages:
+        if isinstance(message, Mapping):
+            for block_list, index, kind in _blocks(message.get("content")):
+                data = _source_bytes(block_list[index], kind)
+                if isinstance(data, DeferredContent):
+                    found[data.file_id] = None
+    return list(found)
+
+
+def fill_deferred(messages: Sequence[Any], files: Mapping[ObjectId, bytes]) -> int:
+    """Replace each :class:`DeferredContent` in ``messages`` with its file's bytes, in place.
+
+    In place: the message dicts stay the same objects (the manager tracks them by identity);
+    only the blocks inside their content lists are replaced. Bytes whose length differs from
+    the reference raise :func:`corrupt_file`. Returns how many blocks were filled.
+    """
+    filled = 0
+    for message in messages:
+        if not isinstance(message, Mapping):
+            continue
+        for block_list, index, kind in _blocks(message.get("content")):
+            data = _source_bytes(block_list[index], kind)
+            if not isinstance(data, DeferredContent):
+                continue
+            if data.file_id not in files:
+                raise missing_file(data.file_id)
+            content = files[data.file_id]
+            if len(content) != data.length:
+                raise corrupt_file(data.file_id, f"{len(content)} of {data.length} bytes")
+            block_list[index] = _with_bytes(block_list[index], kind, content)
+            filled += 1
+    return filled
 
 
 def offload_document(

@@ -34,9 +34,12 @@ from ._large_content import (
     LargeContent,
     assemble_files,
     chunks_query,
+    defer_document,
+    deferred_files,
     document_references,
     download_batches,
     files_filter,
+    fill_deferred,
     offload,
     restore_document,
 )
@@ -611,6 +614,27 @@ def restore_flow(documents: Sequence[Document]) -> Flow[list[Document]]:
     return [dict(restore_document(document, files)) for document in documents]
 
 
+def read_content_flow(documents: Sequence[Document], defer: bool) -> Flow[list[Document]]:
+    """:func:`restore_flow`, or with ``defer`` no download: :class:`DeferredContent` in the bytes' place."""
+    if defer:
+        return [dict(defer_document(document)) for document in documents]
+    restored = yield from restore_flow(documents)
+    return restored
+
+
+def hydrate_flow(messages: Sequence[Any]) -> Flow[int]:
+    """Put the stored bytes in place of every :class:`DeferredContent` in ``messages`` (in place).
+
+    All their files in one download request (the cache first, then two finds for the rest);
+    returns how many blocks were filled (0 without a request when none is deferred).
+    """
+    file_ids = deferred_files(messages)
+    if not file_ids:
+        return 0
+    files = yield ask(DownloadFiles(tuple(file_ids)), "read content")
+    return fill_deferred(messages, files)
+
+
 # What one chunks query of a download may bring (its answer is held until joined into files).
 DOWNLOAD_BATCH_BYTES = 64 * 1024 * 1024
 
@@ -801,13 +825,19 @@ class SessionSnapshot:
 
 
 def load_flow(
-    session_id: str, agent_id: str | None, messages_collection: str, *, join: bool = True
+    session_id: str,
+    agent_id: str | None,
+    messages_collection: str,
+    *,
+    join: bool = True,
+    defer_large_content: bool = False,
 ) -> Flow[SessionSnapshot | None]:
     """The session document and the agent's window in one command, served by the unique index.
 
     The window starts at the conversation manager's ``removed_message_count``; the aggregate
     reads it from the session document itself. When ids have gaps (concurrent writers collided)
     the offset counts messages, not ids, and a second read skips them instead.
+    ``defer_large_content``: GridFS bytes are not read; :class:`DeferredContent` stands in for them.
     """
     if agent_id is None:
         document = yield ask(FindOne("sessions", schema.live_session_filter(session_id)), "read session")
@@ -838,13 +868,15 @@ def load_flow(
     if "next_message_id" in agent or window_documents is None:
         offset = schema.removed_message_count(agent)
         contiguous = "next_message_id" not in agent
-        window = yield from list_messages_flow(session_id, agent_id, None, offset, contiguous)
+        window = yield from list_messages_flow(
+            session_id, agent_id, None, offset, contiguous, defer_large_content=defer_large_content
+        )
         lease = None
         if window:
             lease = yield from open_lease_flow(session_id, agent_id, window[0].message_id)
         return SessionSnapshot(document, agent_id, tuple(window), lease)
     lease = schema.open_turn_lease(window_documents)
-    window_documents = yield from restore_flow(window_documents)
+    window_documents = yield from read_content_flow(window_documents, defer_large_content)
     return SessionSnapshot(
         document, agent_id, tuple(schema.message_from_document(item) for item in window_documents), lease
     )
@@ -874,6 +906,7 @@ def list_messages_flow(
     contiguous: bool,
     *,
     check_session: bool = False,
+    defer_large_content: bool = False,
 ) -> Flow[list[SessionMessage]]:
     """Messages in order, skipping ``offset``: an id range when ids are contiguous, else a skip.
 
@@ -893,7 +926,7 @@ def list_messages_flow(
     documents = yield ask(
         Find("messages", query, sort=schema.MESSAGE_SORT, skip=skip, limit=limit or 0), "list messages"
     )
-    documents = yield from restore_flow(documents)
+    documents = yield from read_content_flow(documents, defer_large_content)
     return [schema.message_from_document(document) for document in documents]
 
 

@@ -45,6 +45,7 @@ from ._plans import (
     delete_files_flow,
     download_flow,
     find_turn_flow,
+    hydrate_flow,
     list_messages_flow,
     load_flow,
     offload_flow,
@@ -195,11 +196,19 @@ class RepositoryCore:
 
         return flow()
 
-    def _load_session(self, session_id: str, agent_id: str | None) -> Flow[SessionSnapshot | None]:
+    def _load_session(
+        self, session_id: str, agent_id: str | None, defer_large_content: bool = False
+    ) -> Flow[SessionSnapshot | None]:
         validate_session_id(session_id)
         if agent_id is not None:
             validate_agent_id(agent_id)
-        return load_flow(session_id, agent_id, self.names.messages, join=self._joins_supported)
+        return load_flow(
+            session_id,
+            agent_id,
+            self.names.messages,
+            join=self._joins_supported,
+            defer_large_content=bool(defer_large_content),
+        )
 
     def _delete_session(self, session_id: str) -> Flow[bool]:
         validate_session_id(session_id)
@@ -301,6 +310,14 @@ class RepositoryCore:
     def _inline_files(self, documents: Sequence[Document]) -> Flow[list[Document]]:
         """Stored message documents with their GridFS content back in place (an export)."""
         return restore_flow(list(documents))
+
+    def _hydrate_messages(self, messages: Sequence[Any]) -> Flow[int]:
+        """The bytes of the deferred large content in ``messages`` put back (see :func:`hydrate_flow`)."""
+        if not isinstance(messages, Sequence) or isinstance(messages, str | bytes):
+            raise InvalidSessionInputError(
+                f"messages must be a list of messages, got {type(messages).__name__}"
+            )
+        return hydrate_flow(messages)
 
     def _sweep_files(self, older_than: timedelta) -> Flow[int]:
         validate_older_than(older_than)

@@ -26,6 +26,7 @@ from bson.int64 import Int64
 from bson.objectid import ObjectId
 from bson.timestamp import Timestamp
 
+from ._large_content import DeferredContent
 from .errors import InvalidSessionInputError
 
 __all__ = ["MAX_DEPTH", "check_metadata", "check_storable", "first_unstorable"]
@@ -106,6 +107,11 @@ def _walk(value: Any, depth: int, metadata: bool) -> _Found:
         return _walk(int(value), depth, metadata)
     if isinstance(value, str):
         return _walk(str(value), depth, metadata)
+    if kind is DeferredContent:
+        return [], (
+            "large content not read yet (a DeferredContent) cannot be stored: "
+            "`await manager.load(agent)` puts its bytes back"
+        )
     return [], f"a {kind.__name__} cannot be stored (use str, int, float, bool, None, bytes, dict or list)"
 
 

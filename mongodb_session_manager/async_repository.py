@@ -193,9 +193,23 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """The whole session document (small and bounded by design), or None."""
         return await self._drive(self._load_session_document(session_id))
 
-    async def load_session(self, session_id: str, agent_id: str | None = None) -> SessionSnapshot | None:
-        """The session document and ``agent_id``'s conversation window, in one round trip."""
-        return await self._drive(self._load_session(session_id, agent_id))
+    async def load_session(
+        self, session_id: str, agent_id: str | None = None, *, defer_large_content: bool = False
+    ) -> SessionSnapshot | None:
+        """The session document and ``agent_id``'s conversation window, in one round trip.
+
+        ``defer_large_content``: GridFS bytes stay unread; a :class:`DeferredContent` stands in
+        for each (:meth:`hydrate_messages` reads them later).
+        """
+        return await self._drive(self._load_session(session_id, agent_id, defer_large_content))
+
+    async def hydrate_messages(self, messages: Sequence[Any]) -> int:
+        """Replace every :class:`DeferredContent` in ``messages`` with its stored bytes, in place.
+
+        One read for all of them (the content cache, then two finds); returns how many blocks were
+        filled. A file gone from GridFS raises :class:`~.errors.MongoDBSessionError`.
+        """
+        return await self._drive(self._hydrate_messages(messages))
 
     async def delete_session(self, session_id: str, **kwargs: Any) -> bool:
         """Delete a session and all of its messages; False if there was no such session."""

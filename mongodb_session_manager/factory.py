@@ -60,10 +60,12 @@ class MongoDBSessionManagerFactory:
         turn_wait: timedelta | float | None = None,
         large_content_threshold: int = DEFAULT_LARGE_CONTENT_THRESHOLD,
         large_content_cache_bytes: int = DEFAULT_LARGE_CONTENT_CACHE_BYTES,
+        defer_large_content: bool | None = None,
         **client_options: Any,
     ) -> None:
         self.config = StoreConfig(connection_string, client, database_name, collection_name, client_options)
         turns = {"turn_lock": turn_lock, "lease_ttl": lease_ttl, "turn_wait": turn_wait}
+        turns["defer_large_content"] = defer_large_content  # a manager option, like the lease's
         # Lifecycle defaults of every manager handed out (each can override them per session).
         lifecycle = {
             "expire_after": expire_after,

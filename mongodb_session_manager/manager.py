@@ -37,6 +37,7 @@ from strands.hooks import (
     AfterNodeCallEvent,
     AgentInitializedEvent,
     BeforeInvocationEvent,
+    BeforeModelCallEvent,
     BeforeMultiAgentInvocationEvent,
     HookRegistry,
     MessageAddedEvent,
@@ -49,6 +50,7 @@ from strands.types.session import Session, SessionMessage, SessionType
 from . import _repair, schema
 from . import _strands_compat as compat
 from ._io import Lane, on_loop_thread
+from ._large_content import deferred_files
 from ._lifecycle import Lifecycle, check_user
 from ._plans import Lease, LeaseHeld, MessageWrite, NewAgent, SessionSnapshot, SessionWrite, StaleWindow
 from ._storable import check_metadata
@@ -184,7 +186,13 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     than this are stored in GridFS and read back byte-exact (docs/schema.md);
     ``large_content_cache_bytes`` (default 256 MiB, 0: off) bounds the process-wide cache of
     their bytes, so resuming the session again does not download them again.
+    ``defer_large_content=True`` (default off) makes a resume leave those bytes unread: until the
+    agent's next model call (or ``await manager.load(agent)``) ``agent.messages`` holds a
+    :class:`~._large_content.DeferredContent` in their place, then the stored bytes. The sync
+    constructor's own read off an event loop (no ``preload``) still reads them at once.
     """
+
+    _defer_large_content = False  # the option's value, set per instance by the constructor
 
     def __init__(
         self,
@@ -206,6 +214,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         turn_wait: timedelta | float = DEFAULT_TURN_WAIT,
         large_content_threshold: int | None = None,
         large_content_cache_bytes: int | None = None,
+        defer_large_content: bool = False,
         **client_options: Any,
     ) -> None:
         self.session_id = validate_session_id(session_id)
@@ -219,6 +228,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         self._turn_lock = bool(turn_lock)
         self._lease_ttl = _seconds("lease_ttl", lease_ttl, minimum=1.0)
         self._turn_wait = _seconds("turn_wait", turn_wait, minimum=0.0)
+        if not isinstance(defer_large_content, bool):
+            raise ConfigurationError(f"defer_large_content must be a bool, got {defer_large_content!r}")
+        self._defer_large_content = defer_large_content
         if repository is None:
             repository = MongoDBSessionRepository(
                 connection_string,
@@ -269,6 +281,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         registry.add_callback(AgentInitializedEvent, lambda event: self.initialize(event.agent))
         registry.add_callback(BeforeInvocationEvent, self._on_before_invocation)
         registry.add_callback(AfterModelCallEvent, self._on_after_model_call)
+        if self._defer_large_content:
+            registry.add_callback(BeforeModelCallEvent, self._on_before_model_call)
         registry.add_callback(MessageAddedEvent, self._on_message_added)
         registry.add_callback(AfterInvocationEvent, self._on_after_invocation)
         registry.add_callback(
@@ -308,6 +322,16 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             raise
         slot.turn = TurnTracker.start(cast(Any, event.agent))
         slot.turn_start = len(event.agent.messages)
+
+    async def _on_before_model_call(self, event: BeforeModelCallEvent) -> None:
+        """Deferred large content gets its bytes before the model sees the messages (in the lane)."""
+        slot = self._slot(event.agent)
+        if deferred_files(slot.agent.messages):
+            await slot.lane.run(self._hydrate, slot)
+
+    def _hydrate(self, slot: _Slot, messages: Sequence[Any] | None = None) -> None:
+        """Read the bytes of the deferred large content in ``messages`` (the agent's), in place."""
+        self.repository.hydrate_messages(slot.agent.messages if messages is None else messages)
 
     async def _on_after_model_call(self, event: AfterModelCallEvent) -> None:
         turn = self._slot(event.agent).turn
@@ -789,10 +813,15 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             slot.lane.submit(self._restore_from_store, slot).result()
 
     def _restore_from_store(self, slot: _Slot) -> None:
+        """The sync constructor's and ``load()``'s restore: the bytes are read now, even if deferred."""
         self._restore(slot, self._load(slot.agent.agent_id))
+        if self._defer_large_content:
+            self._hydrate(slot)
 
     async def load(self, agent: LocalAgent | MultiAgentBase) -> None:
         """Restore a deferred agent now, so ``agent.messages`` holds the history before a turn.
+
+        Deferred large content (``defer_large_content``) gets its bytes here too.
 
         A Graph or Swarm given here gets its stored state now instead of at its first invocation.
         """
@@ -802,6 +831,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         slot = self._slot(cast("LocalAgent", agent))
         if not slot.restored:
             await slot.lane.run(self._restore_from_store, slot)
+        elif deferred_files(slot.agent.messages):
+            await slot.lane.run(self._hydrate, slot)
 
     def append_message(self, message: Message | Mapping[str, Any], agent: LocalAgent, **kwargs: Any) -> None:
         """Add a message to the session by hand (the guide's pattern), durably and safely.
@@ -879,6 +910,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         if not slot.records:
             raise MongoDBSessionError("No message to redact.")
         latest = slot.records[-1]
+        self._hydrate(slot, [latest.message, redact_message])
         latest.redact_message = redact_message
         self.repository.update_message(
             self.session_id,
@@ -1048,6 +1080,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         record = next((r for r in reversed(slot.records) if r.message is message), None)
         if record is None:
             return
+        self._hydrate(slot, [record.message])
         self.repository.update_message(
             self.session_id,
             slot.agent.agent_id,
@@ -1070,7 +1103,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _load(self, agent_id: str) -> SessionSnapshot | None:
         """The session and the agent's window; a session of another user is refused before any write."""
-        snapshot = self.repository.load_session(self.session_id, agent_id)
+        snapshot = self.repository.load_session(
+            self.session_id, agent_id, defer_large_content=self._defer_large_content
+        )
         self._lifecycle.observe(None if snapshot is None else snapshot.document)
         user_id = self._lifecycle.user_id
         if snapshot is not None and user_id is not None:

@@ -162,9 +162,23 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """The whole session document (small and bounded by design), or None."""
         return self._drive(self._load_session_document(session_id))
 
-    def load_session(self, session_id: str, agent_id: str | None = None) -> SessionSnapshot | None:
-        """The session document and ``agent_id``'s conversation window, in one round trip."""
-        return self._drive(self._load_session(session_id, agent_id))
+    def load_session(
+        self, session_id: str, agent_id: str | None = None, *, defer_large_content: bool = False
+    ) -> SessionSnapshot | None:
+        """The session document and ``agent_id``'s conversation window, in one round trip.
+
+        ``defer_large_content``: GridFS bytes stay unread; a :class:`DeferredContent` stands in
+        for each (:meth:`hydrate_messages` reads them later).
+        """
+        return self._drive(self._load_session(session_id, agent_id, defer_large_content))
+
+    def hydrate_messages(self, messages: Sequence[Any]) -> int:
+        """Replace every :class:`DeferredContent` in ``messages`` with its stored bytes, in place.
+
+        One read for all of them (the content cache, then two finds); returns how many blocks were
+        filled. A file gone from GridFS raises :class:`~.errors.MongoDBSessionError`.
+        """
+        return self._drive(self._hydrate_messages(messages))
 
     def delete_session(self, session_id: str, **kwargs: Any) -> bool:
         """Delete a session and all of its messages; False if there was no such session."""
