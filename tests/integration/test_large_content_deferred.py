@@ -110,7 +110,7 @@ async def test_a_deferred_resume_sends_only_the_aggregate_and_the_model_gets_the
     assert _sources(agent.messages) == IMAGES
     # The prompt stored; the three files in a find of their documents and one of their chunks
     # (before the model call); the reply stored.
-    assert _sent(counter) == ["bulkWrite", "find", "find", "bulkWrite"]
+    assert _sent(counter) == ["insert", "find", "find", "bulkWrite"]
     await manager.aclose()
 
     stored = factory.repository.list_messages("album", "assistant")
