@@ -20,7 +20,7 @@ A deferred read (the manager's ``defer_large_content``) does not download at res
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,29 +188,31 @@ def references(message: Any) -> list[ObjectId]:
     ]
 
 
-def restore(message: Mapping[str, Any], files: Mapping[ObjectId, bytes]) -> Mapping[str, Any]:
-    """``message`` with every reference replaced by its file's bytes (the message itself without any)."""
+def _replace_references(message: Mapping[str, Any], replace: Callable[[DBRef], Any]) -> Mapping[str, Any]:
+    """``message`` with each stored reference replaced by ``replace(it)`` (a copy, if it has any)."""
     if not references(message):
         return message
     copied = _copy_content(message)
     for block_list, index, kind in _blocks(copied["content"]):
         data = _source_bytes(block_list[index], kind)
         if isinstance(data, DBRef):
-            block_list[index] = _with_bytes(block_list[index], kind, files[data.id])
+            block_list[index] = _with_bytes(block_list[index], kind, replace(data))
     return copied
+
+
+def restore(message: Mapping[str, Any], files: Mapping[ObjectId, bytes]) -> Mapping[str, Any]:
+    """``message`` with every reference replaced by its file's bytes."""
+    return _replace_references(message, lambda reference: files[reference.id])
 
 
 def _defer(message: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``message`` with every stored reference replaced by a :class:`DeferredContent` (a copy)."""
-    if not references(message):
-        return message
-    copied = _copy_content(message)
-    for block_list, index, kind in _blocks(copied["content"]):
-        data = _source_bytes(block_list[index], kind)
-        if isinstance(data, DBRef):
-            deferred = DeferredContent(data.id, int(getattr(data, "length", 0) or 0), data.collection)
-            block_list[index] = _with_bytes(block_list[index], kind, deferred)
-    return copied
+    """``message`` with every stored reference replaced by a :class:`DeferredContent`."""
+    return _replace_references(
+        message,
+        lambda reference: DeferredContent(
+            reference.id, int(getattr(reference, "length", 0) or 0), reference.collection
+        ),
+    )
 
 
 def defer_document(document: Mapping[str, Any]) -> Mapping[str, Any]:
