@@ -110,11 +110,12 @@ class MessageWrite:
 class Lease:
     """The turn lease in a write (see :func:`schema.lease_field`).
 
-    ``take``: the write's first message carries the lease, so a writer that finds the next id
-    taken learns whether another turn is running (the flow raises :class:`LeaseHeld`) or only
-    came first (:class:`StaleWindow`). Otherwise the write renews (``until``) or gives back
-    (``release``) the lease on the message ``message_id`` that carries it, matched by owner.
-    A turn's record closes its lease by itself: a plain turn never writes a release.
+    Every message the write stores carries it. ``take``: the write starts the turn, so a writer
+    that finds the next id taken learns whether another turn is running (the flow raises
+    :class:`LeaseHeld`) or only came first (:class:`StaleWindow`). With ``message_id`` (the
+    turn's first stored message) the write only renews (``until``) or gives back (``release``)
+    the lease on the turn's messages, matched by owner. A turn's record closes its lease by
+    itself: a plain turn never writes a release.
     """
 
     owner: str
@@ -231,8 +232,9 @@ def write_plan(
         ops.append(
             UpdateOp(
                 "messages",
-                schema.lease_message_filter(session_id, write.agent_id, lease.message_id, lease.owner),
+                schema.lease_messages_filter(session_id, write.agent_id, lease.message_id, lease.owner),
                 schema.lease_release_update() if lease.release else schema.lease_renew_update(lease.until),
+                many=True,
             )
         )
     ops.extend(rollup_ops(messages, write))
@@ -487,19 +489,25 @@ def batch_write_flow(
     taking = lease is not None and lease.take
     if not messages:
         plan = write_plan(session_id, None, write)
-        for _ in range(2):  # a racing first write may take the session upsert: the retry matches
+        for _ in range(2):  # an upsert may race another writer's: the retry matches
             if not plan.ops:
                 break
             conflict = yield ask(RunPlan(plan), "update session")
             if conflict is None:
                 break
+            plan = Plan(plan.ops[conflict:], None, 0)  # what came before it is applied
         return []
     stored: list[int] = []
     waiting = list(messages)
     contents = yield from offload_flow(session_id, agent_id, waiting, large_content)
     first_id = waiting[0].session_message.message_id
-    if allocate_first:
+    if allocate_first and lease is None:
         first_id = yield from _allocate(session_id, agent_id, floor=first_id - 1, count=len(waiting))
+    elif allocate_first and lease is not None and taking:
+        # Ids have gaps here (writers collided without the lease): a running turn may sit above
+        # a free id, where no insert of ours would meet it. Look before taking.
+        yield from _refuse_running_lease(session_id, agent_id, first_id, lease.owner)
+    carried = None if lease is None else schema.lease_field(lease.owner, lease.until)
     for attempt in range(MAX_ID_ATTEMPTS):
         documents = []
         contents = contents[len(contents) - len(waiting) :]
@@ -517,9 +525,7 @@ def batch_write_flow(
                     mask=message.mask,
                     seal=message.seal,
                     idempotency_key=message.idempotency_key,
-                    lease=schema.lease_field(lease.owner, lease.until)
-                    if lease is not None and taking and offset == 0
-                    else None,
+                    lease=carried,
                 )
             )
         plan = write_plan(session_id, documents, write)
@@ -529,19 +535,27 @@ def batch_write_flow(
         assert plan.message_index is not None
         if conflict < plan.message_index:
             continue  # the session upsert raced another first write; it exists now
+        if conflict >= plan.message_index + len(documents):
+            # Every message landed; an op after them lost a race (two writers recreating a
+            # session document deleted under them, or two first turns of an hour creating its
+            # rollup): the rest of the plan, once more.
+            rest = Plan(plan.ops[conflict:], None, 0)
+            if (yield ask(RunPlan(rest), "write message")) is not None:
+                raise ConcurrentWriteError(
+                    f"session_id=<{session_id}> | agent_id=<{agent_id}> | a write raced twice"
+                )
+            return stored + [first_id + offset for offset in range(len(waiting))]
         if taking and conflict == plan.message_index:
             # Nothing landed: another writer took this id. A turn of its own still running holds
             # the lease (wait for it); else only the window is stale (read it again).
             assert lease is not None
-            held = yield from open_lease_flow(session_id, agent_id, first_id)
-            if held is not None and held.get("owner") != lease.owner and _running(held):
-                raise LeaseHeld(held["until"])
+            yield from _refuse_running_lease(session_id, agent_id, first_id, lease.owner)
             raise StaleWindow()
         if taking:
             # The lease landed with the first message; the rest go after the stored tail.
             assert write is not None
             assert lease is not None
-            write = replace(write, lease=None)
+            write = replace(write, lease=replace(lease, take=False))
             taking = False
         landed = conflict - plan.message_index  # the inserts before the conflict are stored
         stored += [first_id + offset for offset in range(landed)]
@@ -732,6 +746,13 @@ def open_lease_flow(session_id: str, agent_id: str, from_message_id: int) -> Flo
         "read turn lease",
     )
     return schema.open_turn_lease(documents)
+
+
+def _refuse_running_lease(session_id: str, agent_id: str, from_message_id: int, owner: str) -> Flow[None]:
+    """Raise :class:`LeaseHeld` if another writer's turn is running from ``from_message_id`` on."""
+    held = yield from open_lease_flow(session_id, agent_id, from_message_id)
+    if held is not None and held.get("owner") != owner and _running(held):
+        raise LeaseHeld(held["until"])
 
 
 def _running(lease: Mapping[str, Any]) -> bool:

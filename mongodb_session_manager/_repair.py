@@ -17,6 +17,7 @@ from strands.types.content import Message
 
 __all__ = [
     "INCOMPLETE_KEY",
+    "answers_open_tool_use",
     "incomplete_reply",
     "is_incomplete",
     "needs_repair",
@@ -29,6 +30,15 @@ INCOMPLETE_KEY = "incomplete"
 
 def _tool_use_ids(message: Message) -> list[str]:
     return [block["toolUse"]["toolUseId"] for block in message.get("content", []) if "toolUse" in block]
+
+
+def answers_open_tool_use(messages: Sequence[Message], message: Message) -> bool:
+    """True when ``message`` holds a ``toolResult`` for every ``toolUse`` that ends ``messages``."""
+    pending = set(_tool_use_ids(messages[-1])) if messages else set()
+    answered = {
+        block["toolResult"]["toolUseId"] for block in message.get("content", []) if "toolResult" in block
+    }
+    return bool(pending) and pending <= answered
 
 
 def needs_repair(messages: Sequence[Message]) -> bool:

@@ -49,6 +49,7 @@ from ._plans import (
     list_messages_flow,
     load_flow,
     offload_flow,
+    open_lease_flow,
     restore_flow,
     sweep_files_flow,
     write_flow,
@@ -484,6 +485,13 @@ class RepositoryCore:
         validate_agent_id(agent_id)
         validate_idempotency_key(idempotency_key)
         return find_turn_flow(session_id, agent_id, idempotency_key)
+
+    def _open_turn_lease(
+        self, session_id: str, agent_id: str, from_message_id: int
+    ) -> Flow[Mapping[str, Any] | None]:
+        validate_session_id(session_id)
+        validate_agent_id(agent_id)
+        return open_lease_flow(session_id, agent_id, from_message_id)
 
     def _write_message(
         self,

@@ -317,6 +317,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 await self._in_turn(slot, self._store_unsaved)
         except BaseException:
             # Strands runs no AfterInvocationEvent when this hook raises: give the lease back here.
+            slot.lease_wanted = False
             if slot.leased:
                 await slot.lane.run(self._give_back, slot)
             raise
@@ -353,6 +354,14 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 await slot.lane.run(self._adopt, slot, manual, slot.turn)
             return
         slot.manual_tail = None
+        if slot.turn is None and slot.lease_contended and self._turn_lock:
+            # Before a turn starts, Strands answers a window that ends in a toolUse with a
+            # "missing" toolResult. Here that toolUse is another writer's running turn: wait for
+            # it (the window is read again), and keep the message only if it is still needed.
+            await self._in_turn(slot, self._nothing_to_write)
+            if not _repair.answers_open_tool_use(slot.agent.messages, message):
+                return
+            slot.agent.messages.append(message)
         opens_turn = slot.turn_start is not None and len(slot.agent.messages) == slot.turn_start + 1
         key = slot.turn_key if opens_turn and message.get("role") == "user" else None
         job = _Job(message=message, state=compat.agent_state(slot.agent), turn=slot.turn, idempotency_key=key)
@@ -472,9 +481,11 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                     await slot.lane.run(self._reload, slot)
                 except TurnAlreadyStoredError:
                     self._undo(slot, args)  # a retry of this request ran while we waited
+                    slot.lease_wanted = False
                     raise
             except TurnAlreadyStoredError:
                 self._undo(slot, args)  # not a store failure: the turn's end gives the lease back
+                slot.lease_wanted = False
                 raise
             except MongoDBSessionError as error:
                 self._undo(slot, args)
@@ -504,17 +515,27 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         """What waiting for another writer's turn is for, at the start of a turn: nothing more."""
 
     def _wait_for_turn(self, slot: _Slot) -> None:
-        """Read the window again: ``LeaseHeld`` while another writer's turn still runs in it."""
-        snapshot = self._load(slot.agent.agent_id)
-        held = None if snapshot is None else self._running_lease(slot, snapshot)
+        """``LeaseHeld`` while another writer's turn still runs; then read the window again.
+
+        While it runs, only the lease on the messages after ours is read (a small indexed
+        range), not the whole window.
+        """
+        agent_id = slot.agent.agent_id
+        if slot.latest_message_id is not None:
+            held = self.repository.open_turn_lease(self.session_id, agent_id, slot.latest_message_id)
+            running = self._running_lease(slot, held)
+            if running is not None:
+                raise LeaseHeld(running["until"])
+        snapshot = self._load(agent_id)
+        held = None if snapshot is None else self._running_lease(slot, snapshot.lease)
         if held is not None:
             raise LeaseHeld(held["until"])
+        slot.lease_contended = False  # before the restore, which closes what a dead writer left open
         self._reload_from(slot, snapshot)
-        slot.lease_contended = False
 
-    def _running_lease(self, slot: _Slot, snapshot: SessionSnapshot) -> Mapping[str, Any] | None:
-        """Another writer's lease on a turn still open in ``snapshot``, unless it expired."""
-        held = snapshot.lease or {}
+    def _running_lease(self, slot: _Slot, lease: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """``lease`` (of a turn still open) if it is another writer's and has not expired."""
+        held = lease or {}
         running = held.get("owner") not in (None, slot.owner) and _in_future(held.get("until"))
         return held if running and self._turn_lock else None
 
@@ -650,7 +671,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             for offset, message in enumerate(messages)
         ]
         session = None if write.empty else write
-        allocate_first = slot.contended and lease is None
+        allocate_first = slot.contended  # with the lease: look for a running turn above a gap first
         try:
             if len(writes) > 1:
                 ids = self.repository.append(
@@ -686,8 +707,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def _lease_for(self, slot: _Slot, job: _Job, with_messages: bool) -> Lease | None:
         """The lease this write takes or gives back (None: nothing to do with the lease).
 
-        Taken by the turn's first write with a message; closed by the turn's record on its last
-        write, so only a turn that ends without one gives the lease back in an op of its own.
+        Taken by the turn's first write with a message and carried by every message the turn
+        stores; closed by the turn's record on its last write, so only a turn that ends without
+        one gives the lease back in an op of its own.
         """
         if not self._turn_lock or not (slot.lease_wanted or slot.leased):
             return None
@@ -701,7 +723,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             return Lease(slot.owner, until, take=True)
         if job.release and not records and slot.lease_message_id is not None:
             return Lease(slot.owner, until, message_id=slot.lease_message_id, release=True)
-        return None  # held already (the renewer keeps it), or closed by this write's record
+        # Held: each message of the running turn carries it (a reader sees it on the latest).
+        return Lease(slot.owner, until) if with_messages else None
 
     @staticmethod
     def _adopt(slot: _Slot, message: Message | None, turn: TurnTracker) -> None:
@@ -780,7 +803,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             elif "next_message_id" in entry:
                 slot.latest_message_id = int(entry["next_message_id"])
             slot.written = compat.agent_state(agent)
-            slot.lease_contended = self._running_lease(slot, snapshot) is not None
+            # Kept if already set (a retry whose turn is stored without a reply yet waits too).
+            slot.lease_contended = (
+                slot.lease_contended or self._running_lease(slot, snapshot.lease) is not None
+            )
             if slot.lease_contended:
                 pass  # its writer is still on it: nothing to close
             elif _repair.needs_repair(agent.messages) and not compat.interrupt_pending(agent):

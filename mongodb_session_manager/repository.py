@@ -319,6 +319,12 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """The turn a prompt stored with ``idempotency_key`` started: the prompt, then its replies."""
         return self._drive(self._find_turn(session_id, agent_id, idempotency_key))
 
+    def open_turn_lease(
+        self, session_id: str, agent_id: str, from_message_id: int
+    ) -> Mapping[str, Any] | None:
+        """The lease of the agent's turn still open among its messages from ``from_message_id`` on."""
+        return self._drive(self._open_turn_lease(session_id, agent_id, from_message_id))
+
     # --- the hot path: one round trip per message -------------------------------------------
 
     def write(

@@ -101,7 +101,7 @@ __all__ = [
     "is_expired",
     "latency_measured",
     "lease_field",
-    "lease_message_filter",
+    "lease_messages_filter",
     "lease_release_update",
     "lease_renew_update",
     "live",
@@ -508,12 +508,14 @@ LEASE_FIELD = "lease"
 
 
 def lease_field(owner: str, until: datetime) -> dict[str, Any]:
-    """What the first message a turn stores carries: the turn is running, ``owner``'s, until ``until``.
+    """What each message a running turn stores carries: the turn is ``owner``'s until ``until``.
 
     The turn lease lives in the message stream itself, so taking it costs no write of its own:
     two writers that both take it insert the same next ``message_id`` and the unique index
-    lets one through. A turn is closed by a later message (or the same one) carrying its turn
-    record (``event_loop_metrics``), or by unsetting the field.
+    lets one through. Every message of the turn carries it, so the latest stored message, which
+    every reader's window holds however the conversation manager trimmed it, tells whether a
+    turn runs. A turn is closed by a message carrying its turn record (``event_loop_metrics``),
+    or by unsetting the field.
     """
     return {"owner": owner, "until": until}
 
@@ -533,9 +535,11 @@ def open_turn_lease(documents: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]
     return None
 
 
-def lease_message_filter(session_id: str, agent_id: str, message_id: int, owner: str) -> dict[str, Any]:
-    """The message carrying ``owner``'s lease (renewed or given back only while it is ``owner``'s)."""
-    return {**message_filter(session_id, agent_id, message_id), f"{LEASE_FIELD}.owner": owner}
+def lease_messages_filter(
+    session_id: str, agent_id: str, first_message_id: int, owner: str
+) -> dict[str, Any]:
+    """The messages carrying ``owner``'s lease from the turn's first on (only while they are ``owner``'s)."""
+    return {**message_window_filter(session_id, agent_id, first_message_id), f"{LEASE_FIELD}.owner": owner}
 
 
 def lease_renew_update(until: datetime) -> dict[str, Any]:

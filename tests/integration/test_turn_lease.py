@@ -78,9 +78,9 @@ async def test_five_concurrent_requests_on_one_session_take_turns(
     # Each turn saw every turn stored before it: the model got all earlier messages.
     seen = sorted(len(model.calls[0].messages) for _, model in results)
     assert seen == [3, 5, 7, 9, 11]
-    # Each turn's lease rode in on its prompt and was closed by its reply's record.
-    assert all(d["lease"]["owner"] for d in documents[2::2])
-    assert all("lease" not in d for d in documents[3::2])
+    # Each turn's lease rode in on its messages and was closed by its reply's record.
+    assert all(d["lease"]["owner"] for d in documents[2:])
+    assert all("event_loop_metrics" in d for d in documents[3::2])
     assert open_lease(mongo_client, database_name, "tabs") is None
 
 
@@ -332,3 +332,101 @@ async def test_a_long_lived_agent_with_a_stale_window_takes_its_turn_after_the_r
     assert len(model.calls[-1].messages) == position + 1
     assert model.refused == []
     assert open_lease(mongo_client, database_name, "stale") is None
+
+
+async def test_a_turn_its_conversation_manager_trims_mid_turn_still_holds_the_session(
+    factory: Any, mongo_client: Client, database_name: str
+) -> None:
+    # A per-turn sliding window moves the stored window start past the running turn's prompt
+    # while the turn calls its tools; every message of the turn carries the lease, so a request
+    # arriving then still sees the turn running and waits for it.
+    from strands import tool
+    from strands.agent.conversation_manager import SlidingWindowConversationManager
+
+    @tool
+    async def slow(x: str) -> str:
+        """A slow tool."""
+        await asyncio.sleep(0.3)
+        return f"ok {x}"
+
+    def window() -> SlidingWindowConversationManager:
+        return SlidingWindowConversationManager(window_size=4, per_turn=True)
+
+    for n in range(2):
+        async with await factory.acreate_session_manager("trimmed", agent_id="assistant") as manager:
+            agent = Agent(
+                agent_id="assistant",
+                model=ScriptedModel([f"reply {n}"]),
+                conversation_manager=window(),
+                session_manager=manager,
+                callback_handler=None,
+            )
+            await agent.invoke_async(f"prompt {n}")
+    calls = [ScriptedResponse(tool_calls=[ScriptedToolCall("slow", {"x": str(n)})]) for n in range(4)]
+    long_model = ScriptedModel([*calls, "all done"])
+    manager = await factory.acreate_session_manager("trimmed", agent_id="assistant")
+    agent = Agent(
+        agent_id="assistant",
+        model=long_model,
+        tools=[slow],
+        conversation_manager=window(),
+        session_manager=manager,
+        callback_handler=None,
+    )
+    running = asyncio.create_task(agent.invoke_async("a long turn"))
+
+    def removed() -> int:
+        session = mongo_client[database_name].sessions.find_one({"_id": "trimmed"})
+        return int(session["agents"]["assistant"]["conversation_manager_state"]["removed_message_count"])
+
+    while removed() <= 4 and not running.done():  # until the stored window starts past its prompt (4)
+        await asyncio.sleep(0.01)
+    assert not running.done()
+
+    model = ScriptedModel(["short reply"], strict=True)
+    async with await factory.acreate_session_manager("trimmed", agent_id="assistant") as other:
+        second = Agent(
+            agent_id="assistant",
+            model=model,
+            conversation_manager=window(),
+            session_manager=other,
+            callback_handler=None,
+        )
+        await second.invoke_async("a short question")
+        assert running.done()  # it waited for the long turn
+    await running
+    await manager.aclose()
+
+    documents = stored(mongo_client, database_name, "trimmed")
+    next_prompt = {"role": "user", "content": [{"text": "next"}]}
+    assert conversation_problem([*(d["message"] for d in documents), next_prompt]) is None
+    assert [text_of(d) for d in documents][-2:] == ["a short question", "short reply"]
+    assert model.refused == []
+    assert open_lease(mongo_client, database_name, "trimmed") is None
+
+
+async def test_a_retry_of_a_crashed_request_is_refused_not_run_again_with_the_guide_api(
+    factory: Any, mongo_client: Client, database_name: str
+) -> None:
+    await request(factory, "crashed-retry", "hello")
+    # The first request stored its keyed prompt, then died; its lease ran out.
+    mongo_client[database_name].sessions_messages.insert_one(
+        {
+            "session_id": "crashed-retry",
+            "agent_id": "assistant",
+            "message_id": 2,
+            "role": "user",
+            "message": {"role": "user", "content": [{"text": "pay"}]},
+            "idempotency_key": "k1",
+            "lease": {"owner": "gone", "until": utcnow() - timedelta(seconds=1)},
+        }
+    )
+    manager = factory.create_session_manager("crashed-retry")  # restored at the first turn
+    model = ScriptedModel(["paid twice"])
+    agent = Agent(agent_id="assistant", model=model, session_manager=manager, callback_handler=None)
+    with pytest.raises(TurnAlreadyStoredError, match="no reply yet"):
+        await agent.invoke_async("pay", invocation_state={"idempotency_key": "k1"})
+    await manager.aclose()
+    assert model.calls == []
+    keyed = [d for d in stored(mongo_client, database_name, "crashed-retry") if d.get("idempotency_key")]
+    assert len(keyed) == 1

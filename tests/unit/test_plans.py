@@ -125,12 +125,13 @@ def test_taking_the_lease_costs_no_op_it_rides_in_the_first_message() -> None:
 
 
 def test_a_turn_record_closes_the_lease_without_a_release_op() -> None:
-    plan = first_plan(write_flow("s", "a", message(3), SessionWrite("a", totals={"turns": 1})))
+    write = SessionWrite("a", totals={"turns": 1}, lease=lease())  # held: the reply carries it too
+    plan = first_plan(write_flow("s", "a", message(3), write))
     assert [op.target for op in plan.ops] == ["messages", "sessions"]
-    assert "lease" not in plan.ops[0].document  # type: ignore[union-attr]
+    assert plan.ops[0].document["lease"]["owner"] == "me"  # type: ignore[union-attr]
 
 
-def test_a_lease_is_renewed_and_given_back_on_its_message_by_its_owner_only() -> None:
+def test_a_lease_is_renewed_and_given_back_on_its_messages_by_its_owner_only() -> None:
     renew = first_plan(write_flow("s", "a", None, SessionWrite("a", lease=lease(message_id=7))))
     release = first_plan(
         write_flow("s", "a", None, SessionWrite("a", lease=lease(message_id=7, release=True)))
@@ -139,7 +140,13 @@ def test_a_lease_is_renewed_and_given_back_on_its_message_by_its_owner_only() ->
         (op,) = plan.ops
         assert isinstance(op, UpdateOp)
         assert op.target == "messages"
-        assert op.filter == {"session_id": "s", "agent_id": "a", "message_id": 7, "lease.owner": "me"}
+        assert op.many  # every message of the turn from its first on carries the lease
+        assert op.filter == {
+            "session_id": "s",
+            "agent_id": "a",
+            "message_id": {"$gte": 7},
+            "lease.owner": "me",
+        }
     assert "lease.until" in renew.ops[0].update["$set"]  # type: ignore[union-attr,index]
     assert release.ops[0].update == {"$unset": {"lease": ""}}  # type: ignore[union-attr]
 
