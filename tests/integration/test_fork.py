@@ -15,7 +15,8 @@ import os
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -25,6 +26,7 @@ from strands import Agent
 
 from mongodb_session_manager import (
     MongoDBConnectionPool,
+    MongoDBSessionManager,
     MongoDBSessionManagerFactory,
     _content_cache,
     _io,
@@ -60,6 +62,17 @@ def run_turn(session_id: str, prompt: str, reply: str, *, image: bytes | None = 
     return resume(session_id)
 
 
+def run_pooled_turn(uri: str, database_name: str, session_id: str) -> list[str]:
+    """A request that builds its manager from a connection string (the pool's client)."""
+    manager = MongoDBSessionManager(session_id, connection_string=uri, database_name=database_name)
+    agent = Agent(
+        agent_id="assistant", model=ScriptedModel(["Pooled."]), session_manager=manager, callback_handler=None
+    )
+    agent("Hello, pool")
+    manager.close()
+    return [block["text"] for message in agent.messages for block in message["content"]]
+
+
 def resume(session_id: str) -> list[str]:
     """The conversation a new manager of ``session_id`` reads back (its texts, in order)."""
     manager = get_global_factory().create_session_manager(session_id)
@@ -81,30 +94,43 @@ def resumed_image(session_id: str) -> bytes:
     return data
 
 
-def worker(answer: Connection, parent_client_id: int, reinitialize: Callable[[], Any] | None) -> None:
-    """What a forked worker does: serve a request at once; any warning (pymongo's fork one) fails it."""
+@dataclass(frozen=True)
+class Parent:
+    """The preloaded app as its workers inherit it."""
+
+    factory: MongoDBSessionManagerFactory
+    uri: str
+    database_name: str
+    client_id: int  # the global factory's client
+    pooled_client_id: int  # the pool's client for ``uri``
+
+
+def worker(answer: Connection, parent: Parent, reinitialize: bool) -> None:
+    """What a forked worker does: serve requests at once; any warning (pymongo's fork one) fails it."""
     try:
         warnings.simplefilter("error")
         cache = shared_cache(DEFAULT_LARGE_CONTENT_CACHE_BYTES)
         assert cache is not None
         report: dict[str, Any] = {"cached_bytes_at_start": cache.size_bytes}
-        if reinitialize is not None:
-            reinitialize()
+        if reinitialize:  # what a gunicorn post_fork or Celery worker_process_init hook does
+            initialize_global_factory(parent.uri, parent.database_name)
         report["texts"] = run_turn("child", "Hello from the worker", "Hello, worker.")
-        report["own_client"] = id(get_global_factory().client) != parent_client_id
+        report["own_client"] = id(get_global_factory().client) != parent.client_id
         report["parent_image_intact"] = resumed_image("parent") == IMAGE
+        report["pooled_texts"] = run_pooled_turn(parent.uri, parent.database_name, "child-pooled")
+        report["own_pooled_client"] = id(MongoDBConnectionPool.default().client(parent.uri)) != (
+            parent.pooled_client_id
+        )
         answer.send(report)
     except BaseException:
         answer.send({"error": traceback.format_exc()})
         raise
 
 
-def fork_worker(reinitialize: Callable[[], Any] | None = None) -> dict[str, Any]:
+def fork_worker(parent: Parent, *, reinitialize: bool = False) -> dict[str, Any]:
     """Fork a worker, wait for it (bounded), and return what it reported."""
     receive, send = multiprocessing.Pipe(duplex=False)
-    child = multiprocessing.get_context("fork").Process(
-        target=worker, args=(send, id(get_global_factory().client), reinitialize)
-    )
+    child = multiprocessing.get_context("fork").Process(target=worker, args=(send, parent, reinitialize))
     child.start()
     try:
         assert receive.poll(CHILD_DEADLINE), f"the forked worker did not finish in {CHILD_DEADLINE:g} s"
@@ -120,8 +146,8 @@ def fork_worker(reinitialize: Callable[[], Any] | None = None) -> dict[str, Any]
 
 
 @pytest.fixture
-def preloaded_app(mongodb_uri: str, database_name: str) -> Iterator[MongoDBSessionManagerFactory]:
-    """The parent as ``--preload`` leaves it: the global factory used, a turn with an image stored."""
+def preloaded_app(mongodb_uri: str, database_name: str) -> Iterator[Parent]:
+    """The parent as ``--preload`` leaves it: the global factory and the pool used, an image cached."""
     app_factory = initialize_global_factory(mongodb_uri, database_name)
     assert run_turn("parent", "Look at this", "A nice picture.", image=IMAGE) == [
         "Look at this",
@@ -131,39 +157,49 @@ def preloaded_app(mongodb_uri: str, database_name: str) -> Iterator[MongoDBSessi
     cache = shared_cache(DEFAULT_LARGE_CONTENT_CACHE_BYTES)
     assert cache is not None
     assert cache.size_bytes >= len(IMAGE)
+    assert run_pooled_turn(mongodb_uri, database_name, "parent-pooled") == ["Hello, pool", "Pooled."]
+    pooled = MongoDBConnectionPool.default().client(mongodb_uri)
     try:
-        yield app_factory
+        yield Parent(app_factory, mongodb_uri, database_name, id(app_factory.client), id(pooled))
     finally:
         close_global_factory()
 
 
-def test_a_forked_worker_serves_a_turn_through_the_inherited_global_factory(
-    preloaded_app: MongoDBSessionManagerFactory, mongo_client: Client, database_name: str
-) -> None:
-    report = fork_worker()
-
+def assert_served(report: dict[str, Any], mongo_client: Client, database_name: str) -> None:
+    """The worker stored and resumed its turns on clients of its own; the parent reads them back."""
     assert report["cached_bytes_at_start"] == 0
-    assert report["own_client"] is True
     assert report["texts"] == ["Hello from the worker", "Hello, worker."]
+    assert report["own_client"] is True
     assert report["parent_image_intact"] is True
-    stored = mongo_client[database_name].sessions_messages.count_documents({"session_id": "child"})
-    assert stored == 2
-    # The parent's client still serves the parent, and so does its factory.
+    assert report["pooled_texts"] == ["Hello, pool", "Pooled."]
+    assert report["own_pooled_client"] is True
+    messages = mongo_client[database_name].sessions_messages
+    assert messages.count_documents({"session_id": "child"}) == 2
+    assert messages.count_documents({"session_id": "child-pooled"}) == 2
+
+
+def test_a_forked_worker_serves_turns_through_the_inherited_global_factory(
+    preloaded_app: Parent, mongo_client: Client, database_name: str
+) -> None:
+    report = fork_worker(preloaded_app)
+
+    assert_served(report, mongo_client, database_name)
+    # The parent's clients still serve the parent, and so does its factory.
+    assert get_global_factory() is preloaded_app.factory
     assert run_turn("parent", "Again", "Still here.")[-2:] == ["Again", "Still here."]
-    assert get_global_factory() is preloaded_app
+    assert run_pooled_turn(preloaded_app.uri, database_name, "parent-pooled")[-2:] == [
+        "Hello, pool",
+        "Pooled.",
+    ]
 
 
 def test_a_worker_may_initialize_its_own_global_factory(
-    preloaded_app: MongoDBSessionManagerFactory, mongodb_uri: str, database_name: str
+    preloaded_app: Parent, mongo_client: Client, database_name: str
 ) -> None:
-    def reinitialize() -> None:  # what a gunicorn post_fork or Celery worker_process_init hook does
-        initialize_global_factory(mongodb_uri, database_name)
+    report = fork_worker(preloaded_app, reinitialize=True)
 
-    report = fork_worker(reinitialize)
-
-    assert report["texts"] == ["Hello from the worker", "Hello, worker."]
-    assert report["own_client"] is True
-    # Replacing the inherited factory in the child closed nothing of the parent's.
+    assert_served(report, mongo_client, database_name)
+    # Replacing the inherited factory in the worker closed nothing of the parent's.
     assert resume("child") == ["Hello from the worker", "Hello, worker."]
     assert run_turn("parent", "Again", "Still here.")[-2:] == ["Again", "Still here."]
 
@@ -185,7 +221,7 @@ def package_locks() -> list[Any]:
 
 
 @pytest.fixture
-def locks_held_by_another_thread(preloaded_app: MongoDBSessionManagerFactory) -> Iterator[None]:
+def locks_held_by_another_thread(preloaded_app: Parent) -> Iterator[Parent]:
     """Another thread of the parent holds every package lock until the test is done forking."""
     held, release = threading.Event(), threading.Event()
 
@@ -202,18 +238,16 @@ def locks_held_by_another_thread(preloaded_app: MongoDBSessionManagerFactory) ->
     holder.start()
     assert held.wait(5)
     try:
-        yield
+        yield preloaded_app
     finally:
         release.set()
         holder.join(5)
 
 
-@pytest.mark.usefixtures("locks_held_by_another_thread")
+@pytest.mark.parametrize("reinitialize", [False, True], ids=["inherited-factory", "reinitialized-factory"])
 def test_a_worker_forked_while_another_thread_holds_the_package_locks_does_not_deadlock(
-    mongo_client: Client, database_name: str
+    locks_held_by_another_thread: Parent, mongo_client: Client, database_name: str, reinitialize: bool
 ) -> None:
-    report = fork_worker()
+    report = fork_worker(locks_held_by_another_thread, reinitialize=reinitialize)
 
-    assert report["texts"] == ["Hello from the worker", "Hello, worker."]
-    assert report["cached_bytes_at_start"] == 0
-    assert mongo_client[database_name].sessions_messages.count_documents({"session_id": "child"}) == 2
+    assert_served(report, mongo_client, database_name)
