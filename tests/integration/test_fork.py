@@ -39,9 +39,11 @@ from mongodb_session_manager import (
 from mongodb_session_manager._content_cache import DEFAULT_LARGE_CONTENT_CACHE_BYTES, shared_cache
 from mongodb_session_manager.testing import ScriptedModel
 
-pytestmark = pytest.mark.skipif(
-    "fork" not in multiprocessing.get_all_start_methods(), reason="this platform cannot fork"
-)
+pytestmark = [
+    pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here"),
+    # Python 3.12+ warns on any fork of a process with threads: forking one is what these tests do.
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning"),
+]
 
 Client = pymongo.MongoClient[dict[str, Any]]
 CHILD_DEADLINE = 10.0  # seconds; a healthy child takes about one

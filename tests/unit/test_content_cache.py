@@ -86,6 +86,7 @@ def _child_uses(cache: ContentCache, answer: Connection) -> None:
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # 3.12+
 def test_a_child_forked_while_a_thread_holds_the_lock_starts_empty_and_unlocked() -> None:
     cache = ContentCache(max_bytes=10)
     cache.put_many({_key("parent"): b"pp"})
