@@ -94,7 +94,7 @@ class MongoDBSessionManagerFactory:
 
     def __repr__(self) -> str:
         where = redact_uri(self._connection_string) if self._connection_string else "client"
-        return f"{type(self).__name__}({where!r}, repository={self.repository!r})"
+        return f"{type(self).__name__}({where!r}, repository={self._repository!r})"
 
     @property
     def repository(self) -> MongoDBSessionRepository:
