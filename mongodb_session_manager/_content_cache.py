@@ -9,12 +9,15 @@ request resumes the session on every turn; without this cache every turn would d
 The cache holds at most ``max_bytes`` bytes of file content and evicts the least recently used
 files first. Repositories asking for the same bound share one cache per process (each worker
 process has its own); a bound of 0 means no cache. Entries are dropped when this package deletes
-the files (:func:`forget`, on every cache of the process). Nothing here does I/O.
+the files (:func:`forget`, on every cache of the process). A forked child starts with every cache
+empty and new locks. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -41,6 +44,10 @@ class ContentCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = validate_cache_bytes(max_bytes)
+        self._empty()
+        _instances.add(self)
+
+    def _empty(self) -> None:
         self._entries: OrderedDict[Key, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -109,6 +116,7 @@ def validate_cache_bytes(value: Any) -> int:
 
 _caches: dict[int, ContentCache] = {}
 _caches_lock = threading.Lock()
+_instances: weakref.WeakSet[ContentCache] = weakref.WeakSet()
 
 
 def shared_cache(max_bytes: int) -> ContentCache | None:
@@ -129,3 +137,16 @@ def forget(keys: Iterable[Key]) -> None:
         caches = list(_caches.values())
     for cache in caches:
         cache.discard(keys)
+
+
+def _after_fork_in_child() -> None:
+    # Another thread of the parent may have held a lock mid-update at the fork: new locks, and
+    # no entries or byte count that update may have left half done.
+    global _caches_lock
+    _caches_lock = threading.Lock()
+    for cache in list(_instances):
+        cache._empty()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

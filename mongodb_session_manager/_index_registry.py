@@ -1,7 +1,9 @@
 """Which (client, database, collection) already has its indexes, in this process.
 
 Keyed by the client object itself (weakly), not by ``id(client)``: Python reuses the id of a
-collected client, and a new client must not inherit "done" from a dead one.
+collected client, and a new client must not inherit "done" from a dead one. Nothing is reset in a
+forked child: the clients it makes start unmarked, and a client it inherits keeps what is true on
+the server.
 """
 
 from __future__ import annotations

@@ -23,23 +23,32 @@ T = TypeVar("T")
 MAX_IO_THREADS = int(os.environ.get("MSM_IO_THREADS", "64"))
 
 _executor: ThreadPoolExecutor | None = None
-_executor_pid = 0
 _executor_lock = threading.Lock()
 
 
 def io_executor() -> ThreadPoolExecutor:
-    """The package's I/O threads (recreated in a forked child)."""
-    global _executor, _executor_pid
-    if _executor is None or _executor_pid != os.getpid():
+    """The package's I/O threads (a forked child makes its own on first use)."""
+    global _executor
+    if _executor is None:
         with _executor_lock:
-            if _executor is None or _executor_pid != os.getpid():
+            if _executor is None:
                 _executor = ThreadPoolExecutor(max_workers=MAX_IO_THREADS, thread_name_prefix="msm-io")
-                _executor_pid = os.getpid()
                 # Starting a thread waits for it to boot; under load that is milliseconds. Start
                 # the first threads from a helper thread, so a loop thread that submits finds
                 # idle ones instead of starting them itself.
                 threading.Thread(target=_prestart, args=(_executor,), daemon=True).start()
     return _executor
+
+
+def _after_fork_in_child() -> None:
+    # The parent's I/O threads do not exist in a child, and the lock may have been held by one
+    # of its threads at the fork: a fresh executor on first use, under a new lock.
+    global _executor, _executor_lock
+    _executor, _executor_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 PRESTARTED_IO_THREADS = min(16, MAX_IO_THREADS)

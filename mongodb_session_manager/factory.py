@@ -2,13 +2,15 @@
 
 A factory holds one repository (one pooled client, indexes created once) and hands out a cheap
 session manager per request. ``initialize_global_factory`` / ``get_global_factory`` /
-``close_global_factory`` put one in the app's lifespan.
+``close_global_factory`` put one in the app's lifespan. A factory that made its client renews it
+in a forked child (a gunicorn ``--preload`` worker), on first use there.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -79,25 +81,52 @@ class MongoDBSessionManagerFactory:
         }
         self._connection_string = connection_string
         self._owns_client = not self.config.borrowed
-        if client is None:
-            client = new_client(cast(str, connection_string), **client_options)
-        self.repository = MongoDBSessionRepository(
-            database_name=database_name,
-            collection_name=collection_name,
-            client=client,
-            large_content_threshold=large_content_threshold,
-            large_content_cache_bytes=large_content_cache_bytes,
-        )
+        self._repository_options: dict[str, Any] = {
+            "database_name": database_name,
+            "collection_name": collection_name,
+            "large_content_threshold": large_content_threshold,
+            "large_content_cache_bytes": large_content_cache_bytes,
+        }
+        self._repository = self._new_repository(client)
         self._closed = False
         self._managers: weakref.WeakSet[MongoDBSessionManager] = weakref.WeakSet()
+        self._renew_lock = threading.Lock()
+        self._client_from_parent = False  # set in a forked child: the client is renewed on first use
+        _factories.add(self)
 
     def __repr__(self) -> str:
         where = redact_uri(self._connection_string) if self._connection_string else "client"
-        return f"{type(self).__name__}({where!r}, repository={self.repository!r})"
+        return f"{type(self).__name__}({where!r}, repository={self._repository!r})"
+
+    @property
+    def repository(self) -> MongoDBSessionRepository:
+        """The repository every manager of this factory shares (on a client of this process)."""
+        if self._client_from_parent:
+            self._renew_after_fork()
+        return self._repository
 
     @property
     def client(self) -> Any:
         return self.repository.client
+
+    def _new_repository(self, client: Any) -> MongoDBSessionRepository:
+        if client is None:
+            client = new_client(cast(str, self._connection_string), **self.config.client_options)
+        return MongoDBSessionRepository(client=client, **self._repository_options)
+
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's managers and locks; a client made here is renewed."""
+        self._managers = weakref.WeakSet()
+        self._renew_lock = threading.Lock()
+        self._client_from_parent = self._owns_client
+
+    def _renew_after_fork(self) -> None:
+        # The parent's client is left alone (pymongo: never share or close a client across a fork).
+        with self._renew_lock:
+            if self._client_from_parent:
+                self._repository = self._new_repository(None)
+                self._client_from_parent = False
+                logger.debug("factory=<%r> | new client in a forked child", self)
 
     def create_session_manager(self, session_id: str, **overrides: Any) -> MongoDBSessionManager:
         """A manager for ``session_id``; ``overrides`` are :class:`MongoDBSessionManager` options.
@@ -156,8 +185,8 @@ class MongoDBSessionManagerFactory:
 
     def _finish(self, pending: list[concurrent.futures.Future[Any]]) -> None:
         concurrent.futures.wait(pending, timeout=CLOSE_WAIT)
-        if self._owns_client:
-            close_client(self.repository.client)
+        if self._owns_client and not self._client_from_parent:
+            close_client(self._repository.client)
 
     def _repository_for(self, overrides: dict[str, Any]) -> MongoDBSessionRepository:
         database_name = overrides.pop("database_name", self.repository.database.name)
@@ -182,6 +211,20 @@ class MongoDBSessionManagerFactory:
 
 _global_factory: MongoDBSessionManagerFactory | None = None
 _global_lock = threading.Lock()
+_factories: weakref.WeakSet[MongoDBSessionManagerFactory] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A preloaded app's factories serve the workers: each renews its client on first use there, and
+    # forgets the parent's managers (their writes run in the parent; a close must not wait for them).
+    global _global_lock
+    _global_lock = threading.Lock()
+    for factory in list(_factories):
+        factory._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def initialize_global_factory(

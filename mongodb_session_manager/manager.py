@@ -385,7 +385,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             # A write cut off by an outage may have landed or not: the store says which, so the
             # agent is read again (and what was left open closed) before its next turn.
             slot.restored = False
-            error = slot.store_error
+            # Let go of it as the turn ends: its traceback's frames hold the slot (a cycle) and the
+            # turn's messages, which a long-lived agent would otherwise keep until its next turn.
+            error, slot.store_error = slot.store_error, None
             if in_flight is not None and in_flight is not error and compat.unwrap(in_flight, type(error)):
                 raise error
             return

@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import threading
+import weakref
 from typing import Any, ClassVar
 
 import pymongo
@@ -62,9 +63,12 @@ class MongoDBConnectionPool:
     _default_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self) -> None:
+        self._forget_clients()
+        _pools.add(self)
+
+    def _forget_clients(self) -> None:
         self._clients: dict[tuple[str, str], MongoClient[Document]] = {}
         self._lock = threading.Lock()
-        self._pid = os.getpid()
 
     @classmethod
     def default(cls) -> MongoDBConnectionPool:
@@ -77,7 +81,6 @@ class MongoDBConnectionPool:
 
     def client(self, connection_string: str, **options: Any) -> MongoClient[Document]:
         """The shared client for this URI and options, created on first use."""
-        self._forget_after_fork()
         key = _key(connection_string, options)
         with self._lock:
             client = self._clients.get(key)
@@ -102,9 +105,17 @@ class MongoDBConnectionPool:
         for client in clients:
             close_client(client)
 
-    def _forget_after_fork(self) -> None:
-        # A forked child must not touch the parent's sockets, nor close them.
-        if os.getpid() != self._pid:
-            with self._lock:
-                self._clients = {}
-                self._pid = os.getpid()
+
+_pools: weakref.WeakSet[MongoDBConnectionPool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # pymongo: a client must not cross a fork, so the child makes its own on first use. The
+    # parent's are dropped, not closed: closing could end sessions and write on sockets it still uses.
+    MongoDBConnectionPool._default_lock = threading.Lock()
+    for pool in list(_pools):
+        pool._forget_clients()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -8,6 +8,7 @@ manager runs these methods on its I/O threads and never blocks the loop.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -70,6 +71,16 @@ Document = dict[str, Any]
 T = TypeVar("T")
 
 _indexes_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # Held across the index round trips: a parent thread creating indexes at the fork leaves it locked.
+    global _indexes_lock
+    _indexes_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class MongoDBSessionRepository(RepositoryCore, SessionRepository):

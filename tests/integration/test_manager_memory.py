@@ -3,7 +3,8 @@
 A web app builds a manager and an Agent per request. Whatever a request leaves in a reference
 cycle waits for the garbage collector, is promoted to its old generation, and makes the full
 collections that stall the event loop walk more of the heap. These tests run with the collector
-off: the manager and the agent must be gone as soon as the request drops them.
+off: the manager and the agent must be gone as soon as the request drops them. A manager that
+lives on does not hold a failed turn's error (and its traceback) past that turn.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from strands import Agent
 
 from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory
+from mongodb_session_manager.errors import StoreUnavailableError
 from mongodb_session_manager.testing import ScriptedModel
 
 Client = pymongo.MongoClient[dict[str, Any]]
@@ -127,3 +129,28 @@ async def test_nothing_of_a_closed_request_is_left_for_the_collector(
         await request(factory, f"{api}-new")  # resumed
 
     assert gc.collect() == 0
+
+
+async def test_a_failed_write_is_let_go_of_when_its_turn_ends(client: Client, database_name: str) -> None:
+    """A long-lived agent whose turn failed to store keeps no error (nor its traceback's frames)."""
+    factory = MongoDBSessionManagerFactory(client=client, database_name=database_name)
+    manager = await factory.acreate_session_manager("outage", agent_id="assistant")
+    agent = build_agent(manager)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("server unreachable (simulated)")
+
+    manager.repository.write = unreachable  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError) as failed:
+        await agent.invoke_async("What is MongoDB?")
+    error = weakref.ref(failed.value)
+    del failed  # the app answered 503 and let go of the error; the agent serves the next request
+    await asyncio.sleep(0)  # the loop runs the callbacks the failed write's futures scheduled
+    gc.collect()
+
+    assert error() is None
+    del manager.repository.write
+    await agent.invoke_async("What is MongoDB?")  # the next turn stores as usual
+    await manager.aclose()
+    assert stored_count(client, database_name, "outage") == 2
+    factory.close()

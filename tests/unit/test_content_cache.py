@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+from multiprocessing.connection import Connection
 
 import pytest
 
@@ -76,3 +78,28 @@ def test_threads_sharing_it_never_push_it_past_its_bound() -> None:
         thread.join()
     held = list(cache._entries.values())
     assert cache.size_bytes == sum(len(data) for data in held) <= 1000
+
+
+def _child_uses(cache: ContentCache, answer: Connection) -> None:
+    cache.put_many({_key("child"): b"cc"})
+    answer.send((cache.get_many([_key("parent"), _key("child")]), shared_cache(1000) is not None))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # 3.12+
+def test_a_child_forked_while_a_thread_holds_the_lock_starts_empty_and_unlocked() -> None:
+    cache = ContentCache(max_bytes=10)
+    cache.put_many({_key("parent"): b"pp"})
+    receive, send = multiprocessing.Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_child_uses, args=(cache, send))
+    with cache._lock:  # another thread mid-update, as far as the child can tell
+        child.start()
+    try:
+        assert receive.poll(10), "the child deadlocked on the cache's lock"
+        assert receive.recv() == ({_key("child"): b"cc"}, True)
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+    assert cache.get_many([_key("parent")]) == {_key("parent"): b"pp"}  # the parent's is untouched
