@@ -44,6 +44,28 @@ def open_lease(client: Client, database_name: str, session_id: str) -> Any:
     return open_turn_lease(stored(client, database_name, session_id))
 
 
+def store_dead_prompt(
+    client: Client,
+    database_name: str,
+    session_id: str,
+    text: str,
+    lease_left: timedelta,
+    key: str | None = None,
+) -> None:
+    """What a writer that died before its reply leaves: its prompt (message 2) and its lease."""
+    document: dict[str, Any] = {
+        "session_id": session_id,
+        "agent_id": "assistant",
+        "message_id": 2,
+        "role": "user",
+        "message": {"role": "user", "content": [{"text": text}]},
+        "lease": {"owner": "gone", "until": utcnow() + lease_left},
+    }
+    if key is not None:
+        document["idempotency_key"] = key
+    client[database_name].sessions_messages.insert_one(document)
+
+
 def text_of(document: dict[str, Any]) -> str:
     return "".join(block.get("text", "") for block in document["message"]["content"])
 
@@ -119,17 +141,7 @@ async def test_the_lease_of_a_crashed_writer_expires(
 ) -> None:
     await request(factory, "crashed", "hello")
     # A writer stored its prompt, with its lease, and died before its reply.
-    until = utcnow() + timedelta(milliseconds=600)
-    mongo_client[database_name].sessions_messages.insert_one(
-        {
-            "session_id": "crashed",
-            "agent_id": "assistant",
-            "message_id": 2,
-            "role": "user",
-            "message": {"role": "user", "content": [{"text": "lost question"}]},
-            "lease": {"owner": "gone", "until": until},
-        }
-    )
+    store_dead_prompt(mongo_client, database_name, "crashed", "lost question", timedelta(milliseconds=600))
 
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -410,17 +422,7 @@ async def test_a_retry_of_a_crashed_request_is_refused_not_run_again_with_the_gu
 ) -> None:
     await request(factory, "crashed-retry", "hello")
     # The first request stored its keyed prompt, then died; its lease ran out.
-    mongo_client[database_name].sessions_messages.insert_one(
-        {
-            "session_id": "crashed-retry",
-            "agent_id": "assistant",
-            "message_id": 2,
-            "role": "user",
-            "message": {"role": "user", "content": [{"text": "pay"}]},
-            "idempotency_key": "k1",
-            "lease": {"owner": "gone", "until": utcnow() - timedelta(seconds=1)},
-        }
-    )
+    store_dead_prompt(mongo_client, database_name, "crashed-retry", "pay", -timedelta(seconds=1), key="k1")
     manager = factory.create_session_manager("crashed-retry")  # restored at the first turn
     model = ScriptedModel(["paid twice"])
     agent = Agent(agent_id="assistant", model=model, session_manager=manager, callback_handler=None)
