@@ -169,3 +169,30 @@ def test_the_last_update_of_a_turn_can_recreate_a_vanished_session() -> None:
         "agents.a.created_at": 0,
         "agents.a.updated_at": 0,
     }
+
+
+def test_an_upsert_after_the_messages_that_lost_a_race_retries_only_the_rest_of_the_plan() -> None:
+    # Two first turns of an hour create its rollup at once: one upsert collides on _id. The
+    # messages and the session update before it are stored; running them again would insert
+    # twice and count the turn's totals twice.
+    sent: list[list[str]] = []
+
+    def execute(step: Step) -> Any:
+        if isinstance(step.request, EnsureIndexes):
+            return None
+        assert isinstance(step.request, RunPlan)
+        ops = step.request.plan.ops
+        sent.append([f"{op.target}:{type(op).__name__}" for op in ops])
+        return len(ops) - 1 if len(sent) == 1 else None  # the first plan's last op collides
+
+    write = SessionWrite("a", totals={"turns": 1})
+    record = {"status": "completed", "started_at": schema.utcnow(), "model_id": "m", "accumulated_usage": {}}
+    reply = MessageWrite(
+        SessionMessage.from_message({"role": "assistant", "content": [{"text": "hi"}]}, 3),
+        event_loop_metrics=record,
+    )
+    assert drive_sync(write_flow("s", "a", reply, write), execute) == 3
+    assert sent == [
+        ["messages:InsertOp", "sessions:UpdateOp", "rollups:UpdateOp"],
+        ["rollups:UpdateOp"],
+    ]
