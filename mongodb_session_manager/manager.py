@@ -170,8 +170,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     arguments are pymongo client options (``maxPoolSize=100``, ``serverSelectionTimeoutMS=...``,
     ``w="majority"``, ``journal=True``). Construction does no I/O.
 
-    One writer per (session, agent): each turn holds a lease carried by the first message it
-    stores and closed by its turn record (no write of its own). A second request
+    One writer per (session, agent): each turn holds a lease carried by every message it stores
+    and closed by its turn record (no write of its own). A second request
     on the same session waits up to ``turn_wait`` for it, then raises `SessionBusyError`; a
     crashed writer's lease expires after ``lease_ttl`` (renewed while a long turn runs).
     ``turn_lock=False`` turns the lease off.
@@ -809,9 +809,12 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             slot.lease_contended = (
                 slot.lease_contended or self._running_lease(slot, snapshot.lease) is not None
             )
-            if slot.lease_contended:
-                pass  # its writer is still on it: nothing to close
-            elif _repair.needs_repair(agent.messages) and not compat.interrupt_pending(agent):
+            # Open, but not a running turn's (its writer is still on that): closed before the next turn.
+            if (
+                not slot.lease_contended
+                and _repair.needs_repair(agent.messages)
+                and not compat.interrupt_pending(agent)
+            ):
                 slot.needs_repair = "recovered: the previous turn did not finish"
         slot.restored = True
 
