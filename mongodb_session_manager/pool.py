@@ -1,9 +1,9 @@
 """MongoDBConnectionPool: one MongoClient per (connection string, options) per process.
 
 pymongo clients are heavy (monitor threads, a connection pool of their own) and thread-safe:
-an app should hold one per cluster. The pool hands that one out to every repository, manager
-and factory built from a connection string. It is fork-aware: a child process never reuses
-its parent's sockets, it gets fresh clients.
+an app should hold one per cluster. The pool hands that one out to every repository and
+manager built from a connection string (a factory makes a client of its own, ``new_client``).
+It is fork-aware: a child process never reuses its parent's sockets, it gets fresh clients.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.connection import Connection
 
+import pytest
+
 from mongodb_session_manager import MongoDBConnectionPool
 
 URI = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=100"
@@ -38,6 +40,7 @@ def _child(pool: MongoDBConnectionPool, parent_client_id: int, answer: Connectio
     answer.send(id(pool.client(URI)) != parent_client_id)
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # 3.12+
 def test_a_forked_child_gets_its_own_client() -> None:
     pool = MongoDBConnectionPool()
     try:
