@@ -15,13 +15,13 @@ empty and new locks. Nothing here does I/O.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._fork import in_forked_child
 from .errors import ConfigurationError
 
 __all__ = [
@@ -139,6 +139,7 @@ def forget(keys: Iterable[Key]) -> None:
         cache.discard(keys)
 
 
+@in_forked_child
 def _after_fork_in_child() -> None:
     # Another thread of the parent may have held a lock mid-update at the fork: new locks, and
     # no entries or byte count that update may have left half done.
@@ -146,7 +147,3 @@ def _after_fork_in_child() -> None:
     _caches_lock = threading.Lock()
     for cache in list(_instances):
         cache._empty()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

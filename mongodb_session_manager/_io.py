@@ -14,6 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
+from ._fork import in_forked_child
+
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -40,15 +42,12 @@ def io_executor() -> ThreadPoolExecutor:
     return _executor
 
 
+@in_forked_child
 def _after_fork_in_child() -> None:
     # The parent's I/O threads do not exist in a child, and the lock may have been held by one
     # of its threads at the fork: a fresh executor on first use, under a new lock.
     global _executor, _executor_lock
     _executor, _executor_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 PRESTARTED_IO_THREADS = min(16, MAX_IO_THREADS)

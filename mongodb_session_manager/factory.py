@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any, cast
 
 from . import schema
 from ._content_cache import DEFAULT_LARGE_CONTENT_CACHE_BYTES
+from ._fork import in_forked_child
 from ._io import on_loop_thread, run_io
 from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD
 from ._lifecycle import Lifecycle
@@ -214,6 +214,7 @@ _global_lock = threading.Lock()
 _factories: weakref.WeakSet[MongoDBSessionManagerFactory] = weakref.WeakSet()
 
 
+@in_forked_child
 def _after_fork_in_child() -> None:
     # A preloaded app's factories serve the workers: each renews its client on first use there, and
     # forgets the parent's managers (their writes run in the parent; a close must not wait for them).
@@ -221,10 +222,6 @@ def _after_fork_in_child() -> None:
     _global_lock = threading.Lock()
     for factory in list(_factories):
         factory._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def initialize_global_factory(

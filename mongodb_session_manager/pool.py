@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import weakref
 from typing import Any, ClassVar
@@ -20,6 +19,7 @@ from pymongo import MongoClient
 from pymongo.driver_info import DriverInfo
 
 from ._driver_errors import translate_driver_errors
+from ._fork import in_forked_child
 from ._redact import redact_uri
 from ._version import package_version as _package_version
 
@@ -109,13 +109,10 @@ class MongoDBConnectionPool:
 _pools: weakref.WeakSet[MongoDBConnectionPool] = weakref.WeakSet()
 
 
+@in_forked_child
 def _after_fork_in_child() -> None:
     # pymongo: a client must not cross a fork, so the child makes its own on first use. The
     # parent's are dropped, not closed: closing could end sessions and write on sockets it still uses.
     MongoDBConnectionPool._default_lock = threading.Lock()
     for pool in list(_pools):
         pool._forget_clients()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

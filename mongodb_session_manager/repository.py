@@ -8,7 +8,6 @@ manager runs these methods on its I/O threads and never blocks the loop.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from . import schema
 from ._content_cache import DEFAULT_LARGE_CONTENT_CACHE_BYTES
 from ._driver_errors import ClientBulkWriteUnsupported, DuplicateKey, translate_driver_errors
 from ._export import write_archive
+from ._fork import in_forked_child
 from ._index_registry import indexes_ready, mark_indexes_ready
 from ._large_content import DEFAULT_LARGE_CONTENT_THRESHOLD
 from ._plans import (
@@ -73,14 +73,11 @@ T = TypeVar("T")
 _indexes_lock = threading.Lock()
 
 
+@in_forked_child
 def _after_fork_in_child() -> None:
     # Held across the index round trips: a parent thread creating indexes at the fork leaves it locked.
     global _indexes_lock
     _indexes_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class MongoDBSessionRepository(RepositoryCore, SessionRepository):

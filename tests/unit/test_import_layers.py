@@ -34,6 +34,7 @@ LAYERS: dict[str, frozenset[str]] = {
     "foundation": frozenset(
         {
             "errors",
+            "_fork",
             "_types",
             "_validation",
             "_redact",
