@@ -56,8 +56,7 @@ def run(ctx: Context) -> Result:
     for repeat in range(ctx.size.lag_repeats):
         order = kinds[repeat % len(kinds) :] + kinds[: repeat % len(kinds)]
         for kind in order:
-            with _gc_pauses() as pauses:
-                worst, p99, count, _ = asyncio.run(_one_run(factory, kind, requests, f"{repeat}"))
+            worst, p99, count, _, pauses = asyncio.run(_one_run(factory, kind, requests, f"{repeat}"))
             gc_pauses[kind].append(max(pauses, default=0.0))
             lags[kind]["max"].append(worst)
             lags[kind]["p99"].append(p99)
@@ -84,13 +83,17 @@ def run(ctx: Context) -> Result:
         f"ticker every {TICK_S * 1000:g} ms; lag = how late each wake-up came; each run: {requests} "
         f"requests at once, {TURNS_PER_REQUEST} streamed turns each; resumed sessions hold "
         f"{STORED_TURNS} turns; {min(ticks)}-{max(ticks)} ticks per run; one warm-up request per run "
-        "before the clock; the five kinds of run rotate their order every repeat"
+        "before the clock; the five kinds of run rotate their order every repeat; each run starts "
+        "after gc.collect() (a collection the seeding or an earlier run made due is not its own) "
+        "and its collector pauses are those inside the clock"
     )
     frozen: dict[str, list[float]] = {kind: [] for kind in kinds}
     for repeat in range(max(2, ctx.size.lag_repeats // 2)):
         order = kinds[repeat % len(kinds) :] + kinds[: repeat % len(kinds)]
         for kind in order:
-            worst, _, _, _ = asyncio.run(_one_run(factory, kind, requests, f"frozen-{repeat}", freeze=True))
+            worst, _, _, _, _ = asyncio.run(
+                _one_run(factory, kind, requests, f"frozen-{repeat}", freeze=True)
+            )
             frozen[kind].append(worst)
     result.add("after gc.freeze(): max lag, no session manager", frozen["none"], "ms")
     for kind in SHAPES:
@@ -105,7 +108,7 @@ def run(ctx: Context) -> Result:
         "startup; a full collection then no longer walks them"
     )
     for kind in SHAPES:
-        _, _, _, stacks = asyncio.run(_one_run(factory, kind, requests, "diag", sample=True))
+        _, _, _, stacks, _ = asyncio.run(_one_run(factory, kind, requests, "diag", sample=True))
         if stacks:
             top = "; ".join(f"{where} x{n}" for where, n in stacks.most_common(4))
             result.notes.append(f"loop stack when a tick was > {LATE_MS:g} ms late, {kind}: {top}")
@@ -123,8 +126,9 @@ async def _one_run(
     *,
     sample: bool = False,
     freeze: bool = False,
-) -> tuple[float, float, int, Counter[str]]:
-    """Max and p99 lag (ms), tick count and sampled stacks while ``requests`` requests run at once."""
+) -> tuple[float, float, int, Counter[str], list[float]]:
+    """Max and p99 lag (ms), tick count, sampled stacks and collector pauses (ms) while
+    ``requests`` requests run at once."""
     api, _, age = kind.partition("-")
     session_ids = [f"b5-{kind}-{tag}-{n}" for n in range(requests + 1)]
     prompts = [f"question {n}" for n in range(TURNS_PER_REQUEST)]
@@ -135,8 +139,10 @@ async def _one_run(
         await bare_request(prompts)
     else:
         await (await api_request(api, factory, session_ids.pop(), prompts)).flush()  # type: ignore[attr-defined]
+    # What the seeding and earlier runs left for the collector is not this run's: a full
+    # collection they made due would otherwise land in whichever run comes next.
+    gc.collect()
     if freeze:
-        gc.collect()
         gc.freeze()
     lags: list[float] = []
     stop = asyncio.Event()
@@ -146,22 +152,23 @@ async def _one_run(
     if sample:
         sampler = _Sampler(threading.get_ident(), last_tick, stacks)
         sampler.start()
-    ticker = asyncio.create_task(_tick(stop, lags, last_tick))
-    await asyncio.sleep(TICK_S * 2)
-    if kind == "none":
-        await asyncio.gather(*(bare_request(prompts) for _ in range(requests)))
-    else:
-        managers = await asyncio.gather(
-            *(api_request(api, factory, session_id, prompts) for session_id in session_ids)
-        )
-        await asyncio.gather(*(manager.flush() for manager in managers))  # type: ignore[attr-defined]
-    stop.set()
-    await ticker
+    with _gc_pauses() as pauses:
+        ticker = asyncio.create_task(_tick(stop, lags, last_tick))
+        await asyncio.sleep(TICK_S * 2)
+        if kind == "none":
+            await asyncio.gather(*(bare_request(prompts) for _ in range(requests)))
+        else:
+            managers = await asyncio.gather(
+                *(api_request(api, factory, session_id, prompts) for session_id in session_ids)
+            )
+            await asyncio.gather(*(manager.flush() for manager in managers))  # type: ignore[attr-defined]
+        stop.set()
+        await ticker
     if freeze:
         gc.unfreeze()
     if sampler is not None:
         sampler.stop()
-    return max(lags), percentile(lags, 0.99), len(lags), stacks
+    return max(lags), percentile(lags, 0.99), len(lags), stacks, pauses
 
 
 async def _tick(stop: asyncio.Event, lags: list[float], last_tick: list[float]) -> None:

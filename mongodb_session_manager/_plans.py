@@ -14,7 +14,9 @@ agent. Repositories run a plan in one round trip with MongoDB 8's client-level `
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +28,7 @@ from strands.types.session import SessionMessage
 
 from . import schema
 from ._content_cache import ContentCache, forget
+from ._fork import in_forked_child
 from ._large_content import (
     CHUNK_PROJECTION,
     CHUNK_SORT,
@@ -123,6 +126,25 @@ class Lease:
     take: bool = False
     message_id: int | None = None
     release: bool = False
+
+
+# Lease owners: a random per-process prefix and a counter. Made on the loop's thread for every
+# agent, so without a syscall: ``uuid4`` reads ``os.urandom``, which releases the GIL, and getting
+# it back from a busy I/O thread can take the interpreter's whole switch interval (5 ms).
+_owner_prefix = os.urandom(8).hex()
+_owner_numbers = itertools.count()
+
+
+def new_lease_owner() -> str:
+    """A token no other manager, in this process or another, uses as its lease owner."""
+    return f"{_owner_prefix}{next(_owner_numbers):x}"
+
+
+@in_forked_child
+def _new_owner_prefix() -> None:
+    # A child continues the parent's counter: only a prefix of its own keeps the tokens apart.
+    global _owner_prefix
+    _owner_prefix = os.urandom(8).hex()
 
 
 class LeaseHeld(Exception):

@@ -22,7 +22,6 @@ import contextlib
 import copy
 import logging
 import sys
-import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +51,16 @@ from . import _strands_compat as compat
 from ._io import Lane, on_loop_thread
 from ._large_content import deferred_files
 from ._lifecycle import Lifecycle, check_user
-from ._plans import Lease, LeaseHeld, MessageWrite, NewAgent, SessionSnapshot, SessionWrite, StaleWindow
+from ._plans import (
+    Lease,
+    LeaseHeld,
+    MessageWrite,
+    NewAgent,
+    SessionSnapshot,
+    SessionWrite,
+    StaleWindow,
+    new_lease_owner,
+)
 from ._storable import check_metadata
 from ._validation import validate_agent_id, validate_idempotency_key, validate_session_id
 from .encryption import ContentEncryption
@@ -114,7 +122,7 @@ class _Slot:
     turn_key: str | None = None  # the invocation's idempotency key, stored with its prompt
     last_turn_metrics: dict[str, Any] | None = None
     # The turn lease (one writer per session and agent): this manager's token for the agent.
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str = field(default_factory=new_lease_owner)
     lease_wanted: bool = False  # the turn's next write with a message takes the lease
     leased: bool = False  # the lease is ours (taken, its turn not closed yet)
     lease_message_id: int | None = None  # the stored message that carries our lease
@@ -304,6 +312,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             # the first request streams). Wait for its lease, then look again.
             slot.lease_contended = True
         if not slot.restored or slot.pending:
+            # Requests that arrive together build their agents in one pass of the loop. An I/O
+            # thread reading now would take the GIL at each syscall of the agents built after
+            # this one, and run inside that pass: start the read after it.
+            await asyncio.sleep(0)
             await slot.lane.run(self._catch_up, slot)
             compat.resume_interrupt(slot.agent, event.messages)
         slot.lease_wanted = self._turn_lock

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from strands.types.session import SessionMessage
 
 from mongodb_session_manager import schema
@@ -22,6 +24,7 @@ from mongodb_session_manager._plans import (
     Step,
     UpdateOp,
     drive_sync,
+    new_lease_owner,
     write_flow,
 )
 
@@ -129,6 +132,30 @@ def test_a_turn_record_closes_the_lease_without_a_release_op() -> None:
     plan = first_plan(write_flow("s", "a", message(3), write))
     assert [op.target for op in plan.ops] == ["messages", "sessions"]
     assert plan.ops[0].document["lease"]["owner"] == "me"  # type: ignore[union-attr]
+
+
+def test_every_manager_has_a_lease_owner_of_its_own() -> None:
+    owners = {new_lease_owner() for _ in range(10_000)}
+    assert len(owners) == 10_000
+
+
+def _owner_in_child(conn: Any) -> None:
+    conn.send(new_lease_owner())
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_does_not_reuse_its_parents_lease_owners() -> None:
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe()
+    child = context.Process(target=_owner_in_child, args=(child_end,))
+    child.start()
+    from_child = parent_end.recv()
+    child.join(10)
+    # Both counters stand where the fork left them: without a prefix of its own the child would
+    # hand out the very owner the parent hands out next.
+    assert from_child != new_lease_owner()
+    assert from_child[:16] != new_lease_owner()[:16]
 
 
 def test_a_lease_is_renewed_and_given_back_on_its_messages_by_its_owner_only() -> None:
