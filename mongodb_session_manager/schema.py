@@ -104,6 +104,7 @@ __all__ = [
     "lease_messages_filter",
     "lease_release_update",
     "lease_renew_update",
+    "leftover_messages_filter",
     "live",
     "live_session_filter",
     "message_document",
@@ -315,6 +316,16 @@ def is_expired(document: Mapping[str, Any], now: datetime | None = None) -> bool
 def expired_session_filter(document: Mapping[str, Any]) -> dict[str, Any]:
     """This expired session, as it was read: a session renewed meanwhile no longer matches."""
     return {"_id": document["_id"], "expires_at": document["expires_at"]}
+
+
+def leftover_messages_filter(session_id: str, agent_id: str, before: datetime) -> dict[str, Any]:
+    """An agent's messages stored before ``before``: an earlier session's, under the same id.
+
+    A session that expired keeps its messages up to ``expire_after`` longer than its document
+    (see ``_lifecycle``); when the TTL monitor has removed the document, a new session under the
+    same id meets them. They are gone by contract: the new session deletes them, not takes them up.
+    """
+    return {"session_id": session_id, "agent_id": agent_id, "created_at": {"$lt": before}}
 
 
 def expired_messages_filter(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -561,12 +572,14 @@ def with_recreation(
     ``$setOnInsert`` gets the session's fields and the agent's entry, leaving out every path
     the update sets or increments itself (a path in both is refused by the server).
     """
-    written = [path for operator in ("$set", "$inc", "$unset") for path in update.get(operator, {})]
+    written = {path for operator in ("$set", "$inc", "$unset") for path in update.get(operator, {})}
+    # A path is taken when it, one of its parents or one of its children is written.
+    parents = {path[:dot] for path in written for dot in _dots(path)}
 
     def free(path: str) -> bool:
-        return not any(
-            path == other or path.startswith(other + ".") or other.startswith(path + ".") for other in written
-        )
+        if path in written or path in parents:
+            return False
+        return not any(path[:dot] in written for dot in _dots(path))
 
     on_insert: dict[str, Any] = {}
     for key, value in session.items():
@@ -578,6 +591,10 @@ def with_recreation(
         if free(path):
             on_insert[path] = value
     return {**update, "$setOnInsert": on_insert}
+
+
+def _dots(path: str) -> list[int]:
+    return [index for index, char in enumerate(path) if char == "."]
 
 
 # --- multi-agents -----------------------------------------------------------------------------

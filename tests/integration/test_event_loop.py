@@ -130,6 +130,27 @@ class EveryCommandSlowed(monitoring.CommandListener):
         pass
 
 
+async def web_request(factory: MongoDBSessionManagerFactory, session_id: str, api: str) -> None:
+    """A web handler: build the manager and the agent, stream one turn, close."""
+    if api == "guide":
+        manager = factory.create_session_manager(session_id)
+    else:
+        manager = await factory.acreate_session_manager(session_id, agent_id="assistant")
+    agent = Agent(
+        agent_id="assistant",
+        model=ScriptedModel(["Reply."]),
+        session_manager=manager,
+        callback_handler=None,
+    )
+    async for _ in agent.stream_async("hello"):
+        pass
+    if api == "guide":
+        manager.close()
+        await manager.flush()
+    else:
+        await manager.aclose()
+
+
 @pytest.mark.parametrize("api", ["guide", "async"])
 @pytest.mark.parametrize("sessions", ["first-time", "resumed"])
 async def test_requests_that_build_stream_and_close_never_stall_the_loop(
@@ -151,32 +172,53 @@ async def test_requests_that_build_stream_and_close_never_stall_the_loop(
                 await agent.invoke_async("before")
                 await seeded.aclose()
 
-        async def request(session_id: str) -> None:
-            if api == "guide":
-                manager = factory.create_session_manager(session_id)
-            else:
-                manager = await factory.acreate_session_manager(session_id, agent_id="assistant")
-            agent = Agent(
-                agent_id="assistant",
-                model=ScriptedModel(["Reply."]),
-                session_manager=manager,
-                callback_handler=None,
-            )
-            async for _ in agent.stream_async("hello"):
-                pass
-            if api == "guide":
-                manager.close()
-                await manager.flush()
-            else:
-                await manager.aclose()
-
-        await request("warm-up")  # a process's first request pays for imports and thread start-up
+        # A process's first request pays for imports and thread start-up.
+        await web_request(factory, "warm-up", api)
         gc.collect()  # earlier tests' agents are garbage: collect them before the clock, not during
         before = slowed.commands
         longest = await longest_tick_gap_during(
-            lambda: asyncio.gather(*(request(f"s{number}") for number in range(5)))
+            lambda: asyncio.gather(*(web_request(factory, f"s{number}", api) for number in range(5)))
         )
         assert slowed.commands - before >= 15  # every request really waited on slow commands...
         assert longest < 0.020  # ...and the loop never waited with it
         stored = client[database_name].sessions_messages.count_documents({})
         assert stored == (20 if sessions == "resumed" else 10) + 2
+
+
+class CommandStarts(monitoring.CommandListener):
+    """When each command started (``perf_counter``), by name."""
+
+    def __init__(self) -> None:
+        self.started_at: list[tuple[str, float]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.started_at.append((event.command_name, time.perf_counter()))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_requests_that_arrive_together_read_their_sessions_after_the_loop_built_their_agents(
+    mongodb_uri: str, database_name: str
+) -> None:
+    # A burst of requests builds its agents in one pass of the loop. A read handed to an I/O
+    # thread during that pass takes the GIL at every syscall of the agents built after it
+    # (Strands' uuid4, a stat of the tools directory), and the loop's pass grows by that much.
+    starts = CommandStarts()
+    with pymongo.MongoClient(mongodb_uri, event_listeners=[starts]) as client:
+        factory = MongoDBSessionManagerFactory(client=client, database_name=database_name)
+        await asyncio.to_thread(factory.ensure_indexes)
+
+        await web_request(factory, "warm-up", "guide")
+        starts.started_at.clear()
+        pass_over: list[float] = []
+        requests = [asyncio.create_task(web_request(factory, f"s{number}", "guide")) for number in range(20)]
+        asyncio.get_running_loop().call_soon(lambda: pass_over.append(time.perf_counter()))
+        await asyncio.gather(*requests)
+
+    reads = [at for name, at in starts.started_at if name == "aggregate"]
+    assert len(reads) == 20  # every request read its session...
+    assert min(reads) > pass_over[0]  # ...once the pass that built all twenty agents was over

@@ -198,6 +198,22 @@ def test_the_last_update_of_a_turn_can_recreate_a_vanished_session() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ({"$set": {"agents.a.state": {}}}, {"agents.a.state_version"}),  # the same path
+        ({"$set": {"agents.a": {}}}, set()),  # a parent of it
+        ({"$inc": {"agents.a.state.turns": 1}}, {"agents.a.state_version"}),  # a child of it
+        ({"$set": {"agents.a.stat": 1}}, {"agents.a.state", "agents.a.state_version"}),  # a prefix only
+    ],
+)
+def test_recreation_leaves_out_a_path_its_update_writes_itself_or_beneath_or_above(
+    written: dict[str, Any], kept: set[str]
+) -> None:
+    update = schema.with_recreation(written, "a", {"_id": "s"}, {"state": {"k": 1}, "state_version": 2})
+    assert set(update["$setOnInsert"]) == kept
+
+
 def test_an_upsert_after_the_messages_that_lost_a_race_retries_only_the_rest_of_the_plan() -> None:
     # Two first turns of an hour create its rollup at once: one upsert collides on _id. The
     # messages and the session update before it are stored; running them again would insert
