@@ -56,6 +56,12 @@ Document = dict[str, Any]
 T = TypeVar("T")
 
 MAX_ID_ATTEMPTS = 64
+LEFTOVER_AGE = timedelta(seconds=1)
+"""How much older than a new agent entry a message must be to count as an earlier session's.
+
+A first writer racing this one stores its messages as it creates the entry; only a clock more
+than this far behind ours could make one of them look older.
+"""
 
 
 # --- writes -------------------------------------------------------------------------------------
@@ -224,6 +230,14 @@ def write_plan(
                 schema.create_agent_update(write.agent_id, write.create.agent),
             )
         )
+        created = write.create.agent.get("created_at")
+        if isinstance(created, datetime):
+            # Messages of this agent stored before its entry are an earlier session's under the
+            # same id (an expired one, whose document the TTL monitor removed first): gone.
+            before = created - LEFTOVER_AGE
+            ops.append(
+                DeleteOp("messages", schema.leftover_messages_filter(session_id, write.agent_id, before))
+            )
     messages = [] if message is None else [message] if isinstance(message, Mapping) else list(message)
     message_index = len(ops) if messages else None
     ops.extend(InsertOp("messages", document) for document in messages)
@@ -530,7 +544,6 @@ def batch_write_flow(
         # a free id, where no insert of ours would meet it. Look before taking.
         yield from _refuse_running_lease(session_id, agent_id, first_id, lease.owner)
     carried = None if lease is None else schema.lease_field(lease.owner, lease.until)
-    creating = write is not None and write.create is not None
     for attempt in range(MAX_ID_ATTEMPTS):
         documents = []
         contents = contents[len(contents) - len(waiting) :]
@@ -568,15 +581,6 @@ def batch_write_flow(
                     f"session_id=<{session_id}> | agent_id=<{agent_id}> | a write raced twice"
                 )
             return stored + [first_id + offset for offset in range(len(waiting))]
-        if creating and conflict == plan.message_index:
-            # No session document was read, yet a message holds the first id: another first
-            # writer's, or an earlier session's that the TTL monitor left behind. Those are
-            # gone by contract: delete them and try the same ids again (the session's creation
-            # before them applies once).
-            creating = False
-            leftovers = yield from _leftovers(session_id, agent_id, first_id)
-            if leftovers is not None and (yield ask(Delete("messages", leftovers), "write message")):
-                continue
         if taking and conflict == plan.message_index:
             # Nothing landed: another writer took this id. A turn of its own still running holds
             # the lease (wait for it); else only the window is stale (read it again).
@@ -603,35 +607,6 @@ def batch_write_flow(
         f"session_id=<{session_id}> | agent_id=<{agent_id}> | "
         f"no free message id after {MAX_ID_ATTEMPTS} attempts"
     )
-
-
-LEFTOVER_AGE = timedelta(seconds=1)
-"""How much older than the agent's entry a message must be to count as an earlier session's.
-
-A first writer racing this one stores its message after the entry exists; only a clock more
-than this far behind ours could make it look older.
-"""
-
-
-def _leftovers(session_id: str, agent_id: str, message_id: int) -> Flow[dict[str, Any] | None]:
-    """The filter of an earlier session's messages, if the one at ``message_id`` is one of them.
-
-    It is when it was stored before the agent's entry, which this write has just created: a
-    session's messages never predate its entry.
-    """
-    session = yield ask(FindOne("sessions", {"_id": session_id}), "write message")
-    entry = ((session or {}).get("agents") or {}).get(agent_id) or {}
-    created = entry.get("created_at")
-    taken = yield ask(
-        FindOne("messages", schema.message_filter(session_id, agent_id, message_id)), "write message"
-    )
-    if not isinstance(created, datetime) or taken is None:
-        return None
-    stored = taken.get("created_at")
-    before = created - LEFTOVER_AGE
-    if not isinstance(stored, datetime) or stored >= before:
-        return None
-    return schema.leftover_messages_filter(session_id, agent_id, before)
 
 
 def offload_flow(

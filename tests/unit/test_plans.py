@@ -11,6 +11,7 @@ from strands.types.session import SessionMessage
 
 from mongodb_session_manager import schema
 from mongodb_session_manager._plans import (
+    DeleteOp,
     EnsureIndexes,
     Find,
     FindAndUpdate,
@@ -113,6 +114,21 @@ def test_a_first_write_creates_the_session_and_the_agent_in_the_same_plan() -> N
         ("messages", False),
     ]
     assert plan.message_index == 2
+
+
+def test_a_first_write_deletes_what_an_earlier_session_under_its_id_left_before_its_message() -> None:
+    created = schema.utcnow()
+    create = NewAgent(session={"_id": "s"}, agent={"state": {}, "created_at": created})
+    plan = first_plan(write_flow("s", "a", message(0), SessionWrite("a", create=create)))
+    delete = plan.ops[2]
+    assert isinstance(delete, DeleteOp)
+    # Only messages stored well before the new entry: a racing first writer's stay.
+    assert delete.filter == {
+        "session_id": "s",
+        "agent_id": "a",
+        "created_at": {"$lt": created - timedelta(seconds=1)},
+    }
+    assert plan.message_index == 3
 
 
 def lease(**fields: Any) -> Lease:
