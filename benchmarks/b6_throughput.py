@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from strands import Agent
@@ -341,7 +342,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
 
     ``filed``: what it stored when issue 10 was filed (no turn lease, no rollups).
     """
-    from pymongo import AsyncMongoClient, InsertOne, UpdateOne
+    from pymongo import AsyncMongoClient, DeleteMany, InsertOne, UpdateOne
     from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
 
     from mongodb_session_manager import schema
@@ -358,6 +359,11 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
 
     def leased(prompt: dict[str, Any]) -> dict[str, Any]:
         return prompt if filed else floor_leased(prompt)
+
+    def leftovers(session_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+        # What a new agent's first write deletes: an expired session's messages under its id.
+        before = entry["created_at"] - timedelta(seconds=1)
+        return schema.leftover_messages_filter(session_id, agent_id, before)
 
     def new_agent(history: Sequence[Any]) -> Agent:
         return Agent(
@@ -378,6 +384,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
         )
         if first:
             session = schema.session_document(Session(session_id=session_id, session_type=SessionType.AGENT))
+            entry = schema.agent_entry(state)
             await client.bulk_write(
                 [
                     UpdateOne(
@@ -388,8 +395,13 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
                     ),
                     UpdateOne(
                         schema.create_agent_filter(session_id, agent_id),
-                        schema.create_agent_update(agent_id, schema.agent_entry(state)),
+                        schema.create_agent_update(agent_id, entry),
                         namespace=sessions.full_name,
+                    ),
+                    *(
+                        []
+                        if filed
+                        else [DeleteMany(leftovers(session_id, entry), namespace=messages.full_name)]
                     ),
                     InsertOne(leased(user_document), namespace=messages.full_name),
                 ],

@@ -11,6 +11,7 @@ before.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,6 +87,7 @@ async def factory(counted_client: Client, database_name: str) -> AsyncIterator[M
         large_content_cache_bytes=0,
         defer_large_content=True,
     )
+    await asyncio.to_thread(factory.ensure_indexes)  # the app's startup, before anything is counted
     yield factory
     await factory.aclose()
 
