@@ -57,10 +57,11 @@ T = TypeVar("T")
 
 MAX_ID_ATTEMPTS = 64
 LEFTOVER_AGE = timedelta(seconds=1)
-"""How much older than a new agent entry a message must be to count as an earlier session's.
+"""How much older than the read that found no agent entry a message must be to count as no session's.
 
-A first writer racing this one stores its messages as it creates the entry; only a clock more
-than this far behind ours could make one of them look older.
+Another first writer stores its messages as it creates the entry, so a message of its that this
+read did not see was stamped at most moments before it; only a clock more than this far behind
+ours could make it look older.
 """
 
 
@@ -202,10 +203,16 @@ class SessionWrite:
 
 @dataclass(frozen=True)
 class NewAgent:
-    """The session document's fields and the agent entry, written only if they do not exist yet."""
+    """The session document's fields and the agent entry, written only if they do not exist yet.
+
+    ``leftovers_before``: when the read that found no entry started. The agent's messages stored
+    before then (less :data:`LEFTOVER_AGE`) belong to no session: an expired one's, whose
+    document the TTL monitor removed first. The write deletes them instead of taking them up.
+    """
 
     session: Mapping[str, Any]
     agent: Mapping[str, Any]
+    leftovers_before: datetime | None = None
 
 
 def write_plan(
@@ -230,11 +237,8 @@ def write_plan(
                 schema.create_agent_update(write.agent_id, write.create.agent),
             )
         )
-        created = write.create.agent.get("created_at")
-        if isinstance(created, datetime):
-            # Messages of this agent stored before its entry are an earlier session's under the
-            # same id (an expired one, whose document the TTL monitor removed first): gone.
-            before = created - LEFTOVER_AGE
+        if write.create.leftovers_before is not None:
+            before = write.create.leftovers_before - LEFTOVER_AGE
             ops.append(
                 DeleteOp("messages", schema.leftover_messages_filter(session_id, write.agent_id, before))
             )

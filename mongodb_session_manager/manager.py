@@ -110,6 +110,9 @@ class _Slot:
     lane: Lane = field(default_factory=Lane)
     restored: bool = False  # False while the restore is deferred to the first async hook
     stored: bool = False  # the agent's entry exists in the session document
+    # When the read that found no entry for the agent started: its messages stored before then
+    # are no session's (an expired one's, left by the TTL monitor); its first write deletes them.
+    absent_since: datetime | None = None
     latest_message_id: int | None = None
     contended: bool = False  # another writer shares this agent: ids come from the counter
     written: dict[str, Any] | None = None  # the agent state as last written (or restored)
@@ -271,7 +274,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         schema.session_list_filter(metadata=self._metadata)  # refuse operator keys before any write
         check_metadata(self._metadata)  # and what BSON cannot hold
         self._slots: dict[str, _Slot] = {}
-        self._preloaded: dict[str, SessionSnapshot | None] = {}
+        self._preloaded: dict[str, tuple[SessionSnapshot | None, datetime]] = {}
         # Built on an event loop's thread: Graphs and Swarms restore at their first invocation
         # (Strands initialises them from a loop of its own that the caller's thread waits for).
         self._defer_multi_agents = on_loop_thread()
@@ -540,12 +543,12 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             running = self._running_lease(slot, held)
             if running is not None:
                 raise LeaseHeld(running["until"])
-        snapshot = self._load(agent_id)
+        snapshot, read_at = self._load(agent_id)
         held = None if snapshot is None else self._running_lease(slot, snapshot.lease)
         if held is not None:
             raise LeaseHeld(held["until"])
         slot.lease_contended = False  # before the restore, which closes what a dead writer left open
-        self._reload_from(slot, snapshot)
+        self._reload_from(slot, snapshot, read_at)
 
     def _running_lease(self, slot: _Slot, lease: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """``lease`` (of a turn still open) if it is another writer's and has not expired."""
@@ -555,15 +558,15 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _reload(self, slot: _Slot) -> None:
         """Read the window again after another writer's turn; keep this invocation's messages after it."""
-        self._reload_from(slot, self._load(slot.agent.agent_id))
+        self._reload_from(slot, *self._load(slot.agent.agent_id))
 
-    def _reload_from(self, slot: _Slot, snapshot: SessionSnapshot | None) -> None:
+    def _reload_from(self, slot: _Slot, snapshot: SessionSnapshot | None, read_at: datetime) -> None:
         agent = slot.agent
         start = slot.turn_start if slot.turn_start is not None else len(agent.messages)
         waiting = {id(message) for message in slot.unsaved}
         ours = [message for message in agent.messages[start:] if id(message) not in waiting]
         slot.restored = False
-        self._restore(slot, snapshot, reloading=True)
+        self._restore(slot, snapshot, read_at, reloading=True)
         if slot.turn_start is not None:
             slot.turn_start = len(agent.messages)
         if slot.needs_repair is not None:
@@ -643,7 +646,11 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         if not slot.stored:
             current = state if state is not None else compat.agent_state(slot.agent)
             sealed = self._lifecycle.seal_state(self.session_id, current)
-            create = NewAgent(self._session_fields(), schema.agent_entry(sealed or current))
+            create = NewAgent(
+                self._session_fields(),
+                schema.agent_entry(sealed or current),
+                leftovers_before=slot.absent_since,
+            )
             changed = None  # the new entry holds the state
             state = current
         turn_record = None
@@ -765,7 +772,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
     def _catch_up(self, slot: _Slot) -> None:
         """Restore a deferred agent, then store what waits: initial messages and manual appends."""
         if not slot.restored:
-            self._restore(slot, self._load(slot.agent.agent_id))
+            self._restore(slot, *self._load(slot.agent.agent_id))
         while slot.pending:
             message = slot.pending.pop(0)
             slot.agent.messages.append(message)
@@ -789,7 +796,9 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     # --- restore --------------------------------------------------------------------------------
 
-    def _restore(self, slot: _Slot, snapshot: SessionSnapshot | None, *, reloading: bool = False) -> None:
+    def _restore(
+        self, slot: _Slot, snapshot: SessionSnapshot | None, read_at: datetime, *, reloading: bool = False
+    ) -> None:
         """Apply a loaded session to the agent, exactly as Strands' own initialize does.
 
         A conversation a crashed writer left open (a prompt without a reply, a ``toolUse``
@@ -804,6 +813,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                     agent.messages
                 )  # a new agent: its initial messages go with its first write
             slot.written = compat.agent_state(agent)
+            slot.absent_since = read_at
         else:
             assert snapshot is not None
             prepend = compat.restore_agent(agent, entry)
@@ -851,13 +861,13 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             raise InvalidSessionInputError(f"agent_id=<{agent_id}> | the agent_id of an agent must be unique")
         slot = self._slots[agent_id] = _Slot(agent)
         if agent_id in self._preloaded:
-            self._restore(slot, self._preloaded.pop(agent_id))
+            self._restore(slot, *self._preloaded.pop(agent_id))
         elif not on_loop_thread():
             slot.lane.submit(self._restore_from_store, slot).result()
 
     def _restore_from_store(self, slot: _Slot) -> None:
         """The sync constructor's and ``load()``'s restore: the bytes are read now, even if deferred."""
-        self._restore(slot, self._load(slot.agent.agent_id))
+        self._restore(slot, *self._load(slot.agent.agent_id))
         if self._defer_large_content:
             self._hydrate(slot)
 
@@ -1144,8 +1154,12 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         agent_id = validate_agent_id(agent_id)
         self._preloaded[agent_id] = self._load(agent_id)
 
-    def _load(self, agent_id: str) -> SessionSnapshot | None:
-        """The session and the agent's window; a session of another user is refused before any write."""
+    def _load(self, agent_id: str) -> tuple[SessionSnapshot | None, datetime]:
+        """The session and the agent's window, and when the read started.
+
+        A session of another user is refused before any write.
+        """
+        read_at = schema.utcnow()
         snapshot = self.repository.load_session(
             self.session_id, agent_id, defer_large_content=self._defer_large_content
         )
@@ -1156,7 +1170,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             if stored is None:  # stored before it had a user: it becomes this user's, once
                 stored = self.repository.claim_user(self.session_id, user_id)
             check_user(self.session_id, stored, user_id)
-        return self._lifecycle.open_snapshot(self.session_id, snapshot)
+        return self._lifecycle.open_snapshot(self.session_id, snapshot), read_at
 
 
 def normalise_message(message: Message | Mapping[str, Any]) -> Message:

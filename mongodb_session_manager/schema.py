@@ -319,13 +319,19 @@ def expired_session_filter(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def leftover_messages_filter(session_id: str, agent_id: str, before: datetime) -> dict[str, Any]:
-    """An agent's messages stored before ``before``: an earlier session's, under the same id.
+    """An agent's expiring messages stored before ``before``: an earlier session's, under the same id.
 
     A session that expired keeps its messages up to ``expire_after`` longer than its document
     (see ``_lifecycle``); when the TTL monitor has removed the document, a new session under the
     same id meets them. They are gone by contract: the new session deletes them, not takes them up.
+    Messages without an expiry (a session that never expires) are never matched.
     """
-    return {"session_id": session_id, "agent_id": agent_id, "created_at": {"$lt": before}}
+    return {
+        "session_id": session_id,
+        "agent_id": agent_id,
+        "expires_at": {"$type": "date"},
+        "created_at": {"$lt": before},
+    }
 
 
 def expired_messages_filter(document: Mapping[str, Any]) -> dict[str, Any]:

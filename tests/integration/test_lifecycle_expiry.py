@@ -14,7 +14,12 @@ import pymongo.errors
 import pytest
 from strands import Agent
 
-from mongodb_session_manager import InvalidSessionInputError, MongoDBSessionManager, MongoDBSessionRepository
+from mongodb_session_manager import (
+    InvalidSessionInputError,
+    MongoDBSessionManager,
+    MongoDBSessionRepository,
+    _plans,
+)
 from mongodb_session_manager.embedded import EmbeddedServer
 from mongodb_session_manager.testing import CommandCounter, ScriptedModel
 
@@ -173,6 +178,58 @@ def test_an_expired_session_whose_document_went_first_does_not_come_back_under_i
     assert [m["content"][0]["text"] for m in resumed.messages] == ["new question", "New reply."]
 
 
+def stored_texts(client: Client, database_name: str, session_id: str) -> list[str]:
+    found = client[database_name].sessions_messages.find({"session_id": session_id}, sort=[("message_id", 1)])
+    return [m["message"]["content"][0]["text"] for m in found]
+
+
+@pytest.fixture
+def no_leftover_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages count as leftovers as soon as they are older than the read (no second to wait)."""
+    monkeypatch.setattr(_plans, "LEFTOVER_AGE", timedelta(0))
+
+
+@pytest.mark.usefixtures("no_leftover_age")
+def test_a_manager_that_read_no_session_keeps_what_another_stored_since(
+    client: Client, database_name: str
+) -> None:
+    # Both managers read the new session (nothing there) before either writes; the second
+    # writes after the first. What the first stored after that read is no leftover.
+    options: dict[str, Any] = {
+        "client": client,
+        "database_name": database_name,
+        "expire_after": timedelta(hours=1),
+    }
+    first, second = MongoDBSessionManager("race", **options), MongoDBSessionManager("race", **options)
+    first_agent, second_agent = chat(first), chat(second)
+    first.append_message({"role": "user", "content": "a0"}, first_agent)
+    first.append_message({"role": "assistant", "content": "a1"}, first_agent)
+    second.append_message({"role": "user", "content": "b0"}, second_agent)
+    assert stored_texts(client, database_name, "race") == ["a0", "a1", "b0"]
+
+
+@pytest.mark.usefixtures("no_leftover_age")
+async def test_a_request_loaded_before_another_turn_ran_waits_for_it_and_keeps_it(
+    client: Client, database_name: str
+) -> None:
+    options: dict[str, Any] = {
+        "client": client,
+        "database_name": database_name,
+        "expire_after": timedelta(hours=1),
+    }
+    first, second = MongoDBSessionManager("busy", **options), MongoDBSessionManager("busy", **options)
+    first_agent = chat(first, "Reply A.")
+    strict = ScriptedModel(["Reply B."], strict=True)
+    second_agent = Agent(agent_id="assistant", model=strict, session_manager=second, callback_handler=None)
+    await second.load(second_agent)  # read now: no session yet
+    await first_agent.invoke_async("prompt A")
+    await second_agent.invoke_async("prompt B")
+    await first.aclose()
+    await second.aclose()
+    assert stored_texts(client, database_name, "busy") == ["prompt A", "Reply A.", "prompt B", "Reply B."]
+    assert [m["content"][0]["text"] for m in strict.calls[0].messages] == ["prompt A", "Reply A.", "prompt B"]
+
+
 def test_a_first_writer_racing_another_keeps_both_turns(client: Client, database_name: str) -> None:
     # The other side of telling an earlier session's messages apart: a first turn that meets a
     # message stored moments ago by another first writer takes it up and goes after it.
@@ -184,8 +241,7 @@ def test_a_first_writer_racing_another_keeps_both_turns(client: Client, database
     late_agent("late question")
     early.close()
     late.close()
-    stored = client[database_name].sessions_messages.find({"session_id": "race"}, sort=[("message_id", 1)])
-    assert [m["message"]["content"][0]["text"] for m in stored] == [
+    assert stored_texts(client, database_name, "race") == [
         "early question",
         "Early reply.",
         "late question",

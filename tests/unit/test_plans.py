@@ -116,17 +116,19 @@ def test_a_first_write_creates_the_session_and_the_agent_in_the_same_plan() -> N
     assert plan.message_index == 2
 
 
-def test_a_first_write_deletes_what_an_earlier_session_under_its_id_left_before_its_message() -> None:
-    created = schema.utcnow()
-    create = NewAgent(session={"_id": "s"}, agent={"state": {}, "created_at": created})
+def test_a_first_write_deletes_what_no_session_held_when_it_read_before_its_message() -> None:
+    read_at = schema.utcnow()
+    create = NewAgent(session={"_id": "s"}, agent={"state": {}}, leftovers_before=read_at)
     plan = first_plan(write_flow("s", "a", message(0), SessionWrite("a", create=create)))
     delete = plan.ops[2]
     assert isinstance(delete, DeleteOp)
-    # Only messages stored well before the new entry: a racing first writer's stay.
+    # Only expiring messages stored well before the read that found no entry: whatever another
+    # first writer stored since that read stays.
     assert delete.filter == {
         "session_id": "s",
         "agent_id": "a",
-        "created_at": {"$lt": created - timedelta(seconds=1)},
+        "expires_at": {"$type": "date"},
+        "created_at": {"$lt": read_at - timedelta(seconds=1)},
     }
     assert plan.message_index == 3
 
