@@ -791,16 +791,8 @@ def open_lease_flow(session_id: str, agent_id: str, from_message_id: int) -> Flo
 def _refuse_running_lease(session_id: str, agent_id: str, from_message_id: int, owner: str) -> Flow[None]:
     """Raise :class:`LeaseHeld` if another writer's turn is running from ``from_message_id`` on."""
     held = yield from open_lease_flow(session_id, agent_id, from_message_id)
-    if held is not None and held.get("owner") != owner and _running(held):
+    if held is not None and schema.lease_running(held, owner):
         raise LeaseHeld(held["until"])
-
-
-def _running(lease: Mapping[str, Any]) -> bool:
-    until = lease.get("until")
-    if until is None:
-        return False
-    until = until if until.tzinfo else until.replace(tzinfo=schema.utcnow().tzinfo)
-    return bool(until > schema.utcnow())
 
 
 def find_turn_flow(

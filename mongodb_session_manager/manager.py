@@ -25,7 +25,7 @@ import sys
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -552,9 +552,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _running_lease(self, slot: _Slot, lease: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """``lease`` (of a turn still open) if it is another writer's and has not expired."""
-        held = lease or {}
-        running = held.get("owner") not in (None, slot.owner) and _in_future(held.get("until"))
-        return held if running and self._turn_lock else None
+        return lease if self._turn_lock and schema.lease_running(lease, slot.owner) else None
 
     def _reload(self, slot: _Slot) -> None:
         """Read the window again after another writer's turn; keep this invocation's messages after it."""
@@ -1206,13 +1204,6 @@ def _seconds(name: str, value: timedelta | float, *, minimum: float) -> float:
             f"{name} must be a timedelta or a number of seconds >= {minimum:g}, got {value!r}"
         )
     return float(seconds)
-
-
-def _in_future(moment: Any) -> bool:
-    if not isinstance(moment, datetime):
-        return False
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-    return aware > schema.utcnow()
 
 
 def _status_of(turn: TurnTracker, stop_reason: str | None) -> TurnStatus:

@@ -104,6 +104,7 @@ __all__ = [
     "lease_messages_filter",
     "lease_release_update",
     "lease_renew_update",
+    "lease_running",
     "leftover_messages_filter",
     "live",
     "live_session_filter",
@@ -550,6 +551,16 @@ def open_turn_lease(documents: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]
         if lease:
             return cast("Mapping[str, Any]", lease)
     return None
+
+
+def lease_running(lease: Mapping[str, Any] | None, owner: str) -> bool:
+    """True when ``lease`` (of a turn still open) is another writer's and has not run out."""
+    if not lease or lease.get("owner") in (None, owner):
+        return False
+    until = lease.get("until")
+    if not isinstance(until, datetime):
+        return False
+    return (until if until.tzinfo is not None else until.replace(tzinfo=timezone.utc)) > utcnow()
 
 
 def lease_messages_filter(

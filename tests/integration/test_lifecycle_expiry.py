@@ -189,18 +189,25 @@ def no_leftover_age(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_plans, "LEFTOVER_AGE", timedelta(0))
 
 
+def two_expiring_managers(
+    client: Client, database_name: str, session_id: str
+) -> tuple[MongoDBSessionManager, MongoDBSessionManager]:
+    """Two requests on one session whose messages expire (the only ones a new session may delete)."""
+    options: dict[str, Any] = {
+        "client": client,
+        "database_name": database_name,
+        "expire_after": timedelta(hours=1),
+    }
+    return MongoDBSessionManager(session_id, **options), MongoDBSessionManager(session_id, **options)
+
+
 @pytest.mark.usefixtures("no_leftover_age")
 def test_a_manager_that_read_no_session_keeps_what_another_stored_since(
     client: Client, database_name: str
 ) -> None:
     # Both managers read the new session (nothing there) before either writes; the second
     # writes after the first. What the first stored after that read is no leftover.
-    options: dict[str, Any] = {
-        "client": client,
-        "database_name": database_name,
-        "expire_after": timedelta(hours=1),
-    }
-    first, second = MongoDBSessionManager("race", **options), MongoDBSessionManager("race", **options)
+    first, second = two_expiring_managers(client, database_name, "race")
     first_agent, second_agent = chat(first), chat(second)
     first.append_message({"role": "user", "content": "a0"}, first_agent)
     first.append_message({"role": "assistant", "content": "a1"}, first_agent)
@@ -212,12 +219,7 @@ def test_a_manager_that_read_no_session_keeps_what_another_stored_since(
 async def test_a_request_loaded_before_another_turn_ran_waits_for_it_and_keeps_it(
     client: Client, database_name: str
 ) -> None:
-    options: dict[str, Any] = {
-        "client": client,
-        "database_name": database_name,
-        "expire_after": timedelta(hours=1),
-    }
-    first, second = MongoDBSessionManager("busy", **options), MongoDBSessionManager("busy", **options)
+    first, second = two_expiring_managers(client, database_name, "busy")
     first_agent = chat(first, "Reply A.")
     strict = ScriptedModel(["Reply B."], strict=True)
     second_agent = Agent(agent_id="assistant", model=strict, session_manager=second, callback_handler=None)

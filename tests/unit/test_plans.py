@@ -176,6 +176,15 @@ def test_a_forked_child_does_not_reuse_its_parents_lease_owners() -> None:
     assert from_child[:16] != new_lease_owner()[:16]
 
 
+def test_a_lease_runs_while_it_is_another_writers_and_has_time_left() -> None:
+    later, earlier = schema.utcnow() + timedelta(minutes=1), schema.utcnow() - timedelta(seconds=1)
+    assert schema.lease_running({"owner": "other", "until": later}, "me")
+    assert schema.lease_running({"owner": "other", "until": later.replace(tzinfo=None)}, "me")  # BSON: UTC
+    assert not schema.lease_running({"owner": "me", "until": later}, "me")
+    assert not schema.lease_running({"owner": "other", "until": earlier}, "me")
+    assert not schema.lease_running(None, "me")
+
+
 def test_a_lease_is_renewed_and_given_back_on_its_messages_by_its_owner_only() -> None:
     renew = first_plan(write_flow("s", "a", None, SessionWrite("a", lease=lease(message_id=7))))
     release = first_plan(
