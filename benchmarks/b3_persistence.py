@@ -1,16 +1,14 @@
 """B3: what persistence adds to a turn, in wall time and client CPU, against raw pymongo.
 
-Method (see README): the same scripted turn runs on two agents, one with the manager and one
-without, interleaved turn by turn; persistence = median(with - without), for wall time and for
-this process's CPU (every thread; the server is another process). The floor: the manager's
-exact writes for that turn done raw with pymongo on the same client, with the very documents the
-turn stored (read back, same size), into collections carrying the same indexes: the insert of
-the prompt (carrying the turn lease), then a client ``bulkWrite`` of the reply insert + the
-session-document update (an upsert that recreates a vanished session) + the hour rollup's
-``$inc``. Reference
-rows: the floor as issue 10 was filed (before the turn lease and the rollups: the prompt's
-``insert_one``, then a ``bulkWrite`` of the reply insert + the session update) and plain
-``insert_one`` of the two documents. Then the hand-off experiment (``b3_handoff``).
+Method (see README): the same scripted turn runs on agents interleaved turn by turn: one with the
+manager, one without a session manager, and the floor agents: bare agents whose hooks send the
+writes the manager sent in that turn, raw (``b3_floor``). Every agent's persistence is the median
+of (its turn - the turn without), wall time and this process's CPU (every thread; the server is
+another process). Judged: the manager against the floor on ``AsyncMongoClient``. References: the
+floor on the synchronous client (it blocks the loop), and the writes timed alone, inline (the
+leased prompt insert, then the client ``bulkWrite`` of reply + session update + rollup; the
+floor as issue 10 was filed; plain ``insert_one`` of the two documents). Then the hand-off
+experiment (``b3_handoff``).
 """
 
 from __future__ import annotations
@@ -19,12 +17,12 @@ import asyncio
 import statistics
 import time
 
-from pymongo import MongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from strands import Agent
 from strands.hooks import AfterInvocationEvent, MessageAddedEvent
 from strands.types.session import SessionAgent
 
-from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionManagerFactory, schema
+from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, schema
 
 from . import b3_handoff
 from ._common import (
@@ -37,6 +35,7 @@ from ._common import (
     make_agent,
     ratio,
 )
+from .b3_floor import RecordingRepository, ReplayFloor, prepare_collections, requests_for
 
 TARGET_TIME = 1.1
 TARGET_CPU = 1.3
@@ -65,50 +64,85 @@ def run(ctx: Context) -> Result:
         f"time <= {TARGET_TIME}x, client CPU <= {TARGET_CPU}x the raw-pymongo floor (the same writes)",
     )
     database = ctx.database("b3")
-    factory = MongoDBSessionManagerFactory(client=ctx.client, database_name=database)
     floors = Floors(ctx.client, database)
     runs = [
-        asyncio.run(_one_run(factory, floors, repeat, ctx.size.turns)) for repeat in range(ctx.size.repeats)
+        asyncio.run(_one_run(ctx, database, floors, repeat, ctx.size.turns))
+        for repeat in range(ctx.size.repeats)
     ]
     columns = {name: [run[name] for run in runs] for name in runs[0]}
     result.add("turn with the manager", columns["with"], "ms")
     result.add("same turn, no session manager", columns["without"], "ms")
-    result.add("persistence time (with - without)", columns["persistence"], "ms")
+    result.add("  writes the manager sent per turn", columns["writes"], "round trips")
+    result.add("persistence time (with - without)", columns["persistence_with"], "ms")
     result.add("  awaited in the write hooks", columns["hooks"], "ms")
     result.add(
-        "floor time: the manager's writes, raw (leased insert; insert + session + rollup)",
+        "floor time: the same writes from a bare agent's hooks, AsyncMongoClient (with - without)",
+        columns["persistence_async"],
+        "ms",
+    )
+    result.add(
+        "  reference: the same from the hooks, synchronous client (blocks the loop)",
+        columns["persistence_blocking"],
+        "ms",
+    )
+    result.add(
+        "  reference: the writes alone, inline (leased insert; insert + session + rollup)",
         columns["same_writes"],
         "ms",
     )
-    result.add("  reference: the floor as filed (insert; insert + session update)", columns["filed"], "ms")
+    result.add(
+        "  reference: the floor as filed, inline (insert; insert + session update)", columns["filed"], "ms"
+    )
     result.add("  reference: raw insert_one x2, same docs, bare collection", columns["floor"], "ms")
     result.add("  reference: same, into a collection with the message indexes", columns["indexed"], "ms")
     by_time = result.add(
-        "ratio: persistence time / floor time", ratio(columns["persistence"], columns["same_writes"]), "x"
+        "ratio: persistence time / floor time",
+        ratio(columns["persistence_with"], columns["persistence_async"]),
+        "x",
     )
     result.add(
-        "  reference: persistence time / the floor as filed",
-        ratio(columns["persistence"], columns["filed"]),
+        "  reference: / the blocking floor",
+        ratio(columns["persistence_with"], columns["persistence_blocking"]),
+        "x",
+    )
+    result.add(
+        "  reference: / the writes alone, inline",
+        ratio(columns["persistence_with"], columns["same_writes"]),
         "x",
     )
     result.add("client CPU of a turn with the manager", columns["cpu_with"], "ms")
     result.add("client CPU of the same turn, no session manager", columns["cpu_without"], "ms")
-    result.add("persistence CPU (with - without)", columns["cpu_persistence"], "ms")
-    result.add("floor CPU: the manager's writes, raw", columns["cpu_same_writes"], "ms")
-    result.add("  reference: the floor as filed", columns["cpu_filed"], "ms")
+    result.add("persistence CPU (with - without)", columns["cpu_persistence_with"], "ms")
+    result.add(
+        "floor CPU: the same writes from the hooks, AsyncMongoClient", columns["cpu_persistence_async"], "ms"
+    )
+    result.add(
+        "  reference: the same, synchronous client (blocks the loop)",
+        columns["cpu_persistence_blocking"],
+        "ms",
+    )
+    result.add("  reference: the writes alone, inline", columns["cpu_same_writes"], "ms")
+    result.add("  reference: the floor as filed, inline", columns["cpu_filed"], "ms")
     by_cpu = result.add(
         "ratio: persistence CPU / floor CPU",
-        ratio(columns["cpu_persistence"], columns["cpu_same_writes"]),
+        ratio(columns["cpu_persistence_with"], columns["cpu_persistence_async"]),
         "x",
     )
     result.add(
-        "  reference: persistence CPU / the floor as filed",
-        ratio(columns["cpu_persistence"], columns["cpu_filed"]),
+        "  reference: / the blocking floor",
+        ratio(columns["cpu_persistence_with"], columns["cpu_persistence_blocking"]),
+        "x",
+    )
+    result.add(
+        "  reference: / the writes alone, inline",
+        ratio(columns["cpu_persistence_with"], columns["cpu_same_writes"]),
         "x",
     )
     result.notes.append(
         f"{ctx.size.turns} turns per run, medians per run; 2 messages per turn; CPU = "
-        "time.process_time() of this process (all threads)"
+        "time.process_time() of this process (all threads). The floor replays the writes the "
+        "manager sent in that turn (recorded from its repository), with the same documents, from "
+        "a bare agent's MessageAdded/AfterInvocation hooks into collections of its own"
     )
     _handoff_rows(ctx, database, result)
     result.judge(
@@ -229,44 +263,49 @@ class Floors:
         return (time.perf_counter() - start) * 1000, cpu_ms() - cpu
 
 
-async def _one_run(
-    factory: MongoDBSessionManagerFactory, floors: Floors, repeat: int, turns: int
-) -> dict[str, float]:
+async def _one_run(ctx: Context, database: str, floors: Floors, repeat: int, turns: int) -> dict[str, float]:
     session_id = f"b3-{repeat}"
-    manager = TimedManager(session_id, repository=factory.repository)
-    persisted, bare = make_agent(manager), make_agent(None)
-    await persisted.invoke_async("warm-up")
-    await bare.invoke_async("warm-up")
-    samples: dict[str, list[float]] = {
-        name: []
-        for name in (
-            "with",
-            "without",
-            "hooks",
-            "floor",
-            "indexed",
-            "same_writes",
-            "filed",
-            "cpu_with",
-            "cpu_without",
-            "cpu_same_writes",
-            "cpu_filed",
-        )
+    repository = RecordingRepository(database_name=database, client=ctx.client)
+    manager = TimedManager(session_id, repository=repository)
+    async_client: AsyncMongoClient[Document] = AsyncMongoClient(ctx.uri)
+    replays = {
+        "async": ReplayFloor(async_client, f"floor_async_{repeat}_"),
+        "blocking": ReplayFloor(ctx.client, f"floor_blocking_{repeat}_"),
     }
+    agents = {"with": make_agent(manager), "without": make_agent(None)}
+    for name, replay in replays.items():
+        prepare_collections(ctx.client, database, replay)
+        agents[name] = make_agent(None)
+        agents[name].hooks.add_hook(replay)
+    # The warm-up turn's writes (the first-time session's) are replayed too, so the floors'
+    # collections hold what the manager's do before the measured turns.
+    await agents["with"].invoke_async("warm-up")
+    warm_up = repository.take()
+    for name, replay in replays.items():
+        replay.pending = requests_for(warm_up, replay.namespaces(database))
+        await agents[name].invoke_async("warm-up")
+    await agents["without"].invoke_async("warm-up")
+    samples: dict[str, list[float]] = {name: [] for name in SAMPLES}
+    others = ["without", *replays]
     for turn in range(turns):
         prompt = f"question {turn}"
         manager.waited_ms = 0.0
-        wall, cpu = await _timed_turn(persisted, prompt)
+        wall, cpu = await _timed_turn(agents["with"], prompt)
         samples["with"].append(wall)
         samples["cpu_with"].append(cpu)
         samples["hooks"].append(manager.waited_ms)
-        wall, cpu = await _timed_turn(bare, prompt)
-        samples["without"].append(wall)
-        samples["cpu_without"].append(cpu)
-        documents = _stored_turn(factory, session_id)
+        plans = repository.take()
+        samples["writes"].append(len(plans))
+        for replay in replays.values():
+            replay.pending = requests_for(plans, replay.namespaces(database))
+        for name in others[turn % 3 :] + others[: turn % 3]:  # each goes first in turn
+            wall, cpu = await _timed_turn(agents[name], prompt)
+            samples[name].append(wall)
+            samples[f"cpu_{name}"].append(cpu)
+        documents = _stored_turn(repository, session_id)
         samples["floor"].append(floors.inserts(documents))
         samples["indexed"].append(floors.inserts(documents, indexed=True))
-        state = schema.agent_state(SessionAgent.from_agent(persisted))
+        state = schema.agent_state(SessionAgent.from_agent(agents["with"]))
         update = schema.session_update(agent=state, totals=TOTALS, agent_id="assistant")
         wall, cpu = floors.manager_writes(documents, update, session_id, state)
         samples["same_writes"].append(wall)
@@ -274,14 +313,37 @@ async def _one_run(
         wall, cpu = floors.filed_writes(documents, update, session_id)
         samples["filed"].append(wall)
         samples["cpu_filed"].append(cpu)
-    differences = [w - b for w, b in zip(samples["with"], samples["without"], strict=True)]
-    cpu_differences = [w - b for w, b in zip(samples["cpu_with"], samples["cpu_without"], strict=True)]
+    await async_client.close()
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    return {
-        **medians,
-        "persistence": statistics.median(differences),
-        "cpu_persistence": statistics.median(cpu_differences),
-    }
+    for name in ("with", *replays):
+        medians[f"persistence_{name}"] = _paired(samples[name], samples["without"])
+        medians[f"cpu_persistence_{name}"] = _paired(samples[f"cpu_{name}"], samples["cpu_without"])
+    return medians
+
+
+SAMPLES = (
+    "with",
+    "without",
+    "async",
+    "blocking",
+    "hooks",
+    "writes",
+    "floor",
+    "indexed",
+    "same_writes",
+    "filed",
+    "cpu_with",
+    "cpu_without",
+    "cpu_async",
+    "cpu_blocking",
+    "cpu_same_writes",
+    "cpu_filed",
+)
+
+
+def _paired(measured: list[float], baseline: list[float]) -> float:
+    """Median of (turn - the same turn with no session manager), turn by turn."""
+    return statistics.median(m - b for m, b in zip(measured, baseline, strict=True))
 
 
 # What a plain turn adds to the running totals (the shape the manager writes).
@@ -303,9 +365,9 @@ async def _timed_turn(agent: Agent, prompt: str) -> tuple[float, float]:
     return (time.perf_counter() - start) * 1000, cpu_ms() - cpu
 
 
-def _stored_turn(factory: MongoDBSessionManagerFactory, session_id: str) -> list[Document]:
+def _stored_turn(repository: MongoDBSessionRepository, session_id: str) -> list[Document]:
     """The two documents the last turn stored, without their ``_id`` (so they insert afresh)."""
-    cursor = factory.repository.messages_collection.find(
+    cursor = repository.messages_collection.find(
         {"session_id": session_id}, {"_id": 0}, sort=[("message_id", -1)], limit=2
     )
     return list(reversed(list(cursor)))

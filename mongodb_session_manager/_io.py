@@ -85,30 +85,39 @@ class Lane:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queue: collections.deque[tuple[concurrent.futures.Future[Any], Callable[[], Any]]] = (
-            collections.deque()
-        )
+        self._queue: collections.deque[_Item] = collections.deque()
         self._running = False
 
     def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
         """Queue ``fn``; the future completes when it ran (failures are logged if nobody looks)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         future.add_done_callback(_log_orphaned_failure)
-        with self._lock:
-            self._queue.append((future, functools.partial(fn, *args, **kwargs)))
-            if self._running:
-                return future
-            self._running = True
-        io_executor().submit(self._drain)
+        self._enqueue((functools.partial(fn, *args, **kwargs), future))
         return future
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Await ``fn`` in this lane; a cancelled caller does not stop it."""
-        return await asyncio.shield(asyncio.wrap_future(self.submit(fn, *args, **kwargs)))
+        """Await ``fn`` in this lane; a cancelled caller does not stop it.
+
+        The I/O thread hands the outcome straight to the loop's future (no thread-safe future
+        in between, no shield): half the CPU of ``wrap_future`` + ``shield`` per call, which a
+        turn pays twice. Cancelling the caller cancels only its wait.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._enqueue((functools.partial(fn, *args, **kwargs), waiter))
+        return await waiter
 
     def idle(self) -> concurrent.futures.Future[None]:
         """A future that completes once everything submitted so far has run."""
         return self.submit(_nothing)
+
+    def _enqueue(self, item: _Item) -> None:
+        with self._lock:
+            self._queue.append(item)
+            if self._running:
+                return
+            self._running = True
+        io_executor().submit(self._drain)
 
     def _drain(self) -> None:
         while True:
@@ -116,8 +125,8 @@ class Lane:
                 if not self._queue:
                     self._running = False
                     return
-                future, call = self._queue.popleft()
-            if not future.set_running_or_notify_cancel():
+                call, future = self._queue.popleft()
+            if isinstance(future, concurrent.futures.Future) and not future.set_running_or_notify_cancel():
                 continue
             result: Any = None
             error: BaseException | None = None
@@ -128,11 +137,35 @@ class Lane:
             # Dropped before the caller wakes, which may be freeing what the call held; and no
             # cycle is left from the error's traceback through this frame to the future.
             del call
-            if error is None:
+            if not isinstance(future, concurrent.futures.Future):
+                _settle_soon(future, result, error)
+            elif error is None:
                 future.set_result(result)
             else:
                 future.set_exception(error)
             del future, result, error
+
+
+# A call, and who waits for it: a thread-safe future, or a loop's own future.
+_Item = tuple[Callable[[], Any], "concurrent.futures.Future[Any] | asyncio.Future[Any]"]
+
+
+def _settle_soon(waiter: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    try:
+        waiter.get_loop().call_soon_threadsafe(_settle, waiter, result, error)
+    except RuntimeError:  # the loop closed while the call ran: nobody waits any more
+        if error is not None:
+            logger.debug("background write finished with an error", exc_info=error)
+
+
+def _settle(waiter: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if waiter.cancelled():  # its caller was cancelled; the call ran all the same
+        if error is not None:
+            logger.debug("background write finished with an error", exc_info=error)
+    elif error is None:
+        waiter.set_result(result)
+    else:
+        waiter.set_exception(error)
 
 
 def _nothing() -> None:

@@ -591,12 +591,12 @@ def with_recreation(
     """
     written = {path for operator in ("$set", "$inc", "$unset") for path in update.get(operator, {})}
     # A path is taken when it, one of its parents or one of its children is written.
-    parents = {path[:dot] for path in written for dot in _dots(path)}
+    parents = {parent for path in written for parent in _parents(path)}
 
     def free(path: str) -> bool:
         if path in written or path in parents:
             return False
-        return not any(path[:dot] in written for dot in _dots(path))
+        return not any(parent in written for parent in _parents(path))
 
     on_insert: dict[str, Any] = {}
     for key, value in session.items():
@@ -610,8 +610,13 @@ def with_recreation(
     return {**update, "$setOnInsert": on_insert}
 
 
-def _dots(path: str) -> list[int]:
-    return [index for index, char in enumerate(path) if char == "."]
+def _parents(path: str) -> list[str]:
+    """``"a.b.c"`` -> ``["a", "a.b"]``."""
+    parents, dot = [], path.find(".")
+    while dot != -1:
+        parents.append(path[:dot])
+        dot = path.find(".", dot + 1)
+    return parents
 
 
 # --- multi-agents -----------------------------------------------------------------------------
