@@ -130,7 +130,7 @@ class _Slot:
     leased: bool = False  # the lease is ours (taken, its turn not closed yet)
     lease_message_id: int | None = None  # the stored message that carries our lease
     lease_contended: bool = False  # another writer's turn was running when we restored: wait for it
-    renewer: asyncio.Task[None] | None = None
+    renewer: asyncio.TimerHandle | asyncio.Task[None] | None = None
     store_error: BaseException | None = None  # the turn's failed write: no further write this turn
     needs_repair: str | None = None  # why the tail must be closed before the next turn
     manual_tail: Message | None = None  # the last hand-appended message, while it ends agent.messages
@@ -510,7 +510,8 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 slot.store_error = error
                 raise
         if slot.leased and slot.renewer is None and slot.turn is not None:
-            slot.renewer = loop.create_task(self._renew_lease(slot))
+            # A timer, not a task: most turns end long before their lease needs renewing.
+            slot.renewer = loop.call_later(self._lease_ttl / 3, self._start_renewing, slot)
 
     def _undo(self, slot: _Slot, args: tuple[Any, ...]) -> None:
         """Take a message that could not be stored back out of ``agent.messages``."""
@@ -573,12 +574,14 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         if slot.turn_key is not None:
             self._refuse_stored_turn_sync(slot, slot.turn_key)
 
+    def _start_renewing(self, slot: _Slot) -> None:
+        slot.renewer = asyncio.get_running_loop().create_task(self._renew_lease(slot))
+
     async def _renew_lease(self, slot: _Slot) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ttl / 3)
-            if not slot.leased:
-                return
+        """Renew the turn's lease every third of its time to live, while the turn holds it."""
+        while slot.leased:
             await slot.lane.run(self._renew, slot)
+            await asyncio.sleep(self._lease_ttl / 3)
 
     def _renew(self, slot: _Slot) -> None:
         if slot.leased and slot.lease_message_id is not None:
