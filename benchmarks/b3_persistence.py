@@ -7,8 +7,9 @@ of (its turn - the turn without), wall time and this process's CPU (every thread
 another process). Judged: the manager against the floor on ``AsyncMongoClient``. References: the
 floor on the synchronous client (it blocks the loop), and the writes timed alone, inline (the
 leased prompt insert, then the client ``bulkWrite`` of reply + session update + rollup; the
-floor as issue 10 was filed; plain ``insert_one`` of the two documents). Then the hand-off
-experiment (``b3_handoff``).
+floor as issue 10 was filed; plain ``insert_one`` of the two documents). Experiment rows: the
+manager with its hook writes awaited on the loop (``OnLoopManager``) in the same rotation. Then
+the hand-off experiment (``b3_handoff``): the writes alone, outside a turn.
 """
 
 from __future__ import annotations
@@ -16,13 +17,20 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 from pymongo import AsyncMongoClient, MongoClient
 from strands import Agent
 from strands.hooks import AfterInvocationEvent, MessageAddedEvent
 from strands.types.session import SessionAgent
 
-from mongodb_session_manager import MongoDBSessionManager, MongoDBSessionRepository, schema
+from mongodb_session_manager import (
+    AsyncMongoDBSessionRepository,
+    MongoDBSessionManager,
+    MongoDBSessionRepository,
+    schema,
+)
 
 from . import b3_handoff
 from ._common import (
@@ -55,6 +63,25 @@ class TimedManager(MongoDBSessionManager):
         start = time.perf_counter()
         await super()._on_after_invocation(event)
         self.waited_ms += (time.perf_counter() - start) * 1000
+
+
+class OnLoopManager(TimedManager):
+    """Experiment: the manager with its hook writes awaited on the loop, not handed to a thread.
+
+    The same write flow (``_persist_flow``) the lane runs on an I/O thread, driven by an
+    :class:`AsyncMongoDBSessionRepository` on the running loop; everything else as the manager.
+    One writer per session, so the lease never waits (the benchmark's case only).
+    """
+
+    def __init__(self, *args: Any, on_loop: AsyncMongoDBSessionRepository, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_loop = on_loop
+
+    async def _in_turn(self, slot: Any, write: Callable[..., None], *args: Any) -> None:
+        if write == self._persist_after_unsaved and not slot.unsaved and not slot.lease_contended:
+            await self.on_loop._drive(self._persist_flow(slot, *args))
+            return
+        await super()._in_turn(slot, write, *args)
 
 
 def run(ctx: Context) -> Result:
@@ -143,6 +170,31 @@ def run(ctx: Context) -> Result:
         "time.process_time() of this process (all threads). The floor replays the writes the "
         "manager sent in that turn (recorded from its repository), with the same documents, from "
         "a bare agent's MessageAdded/AfterInvocation hooks into collections of its own"
+    )
+    result.add(
+        "experiment: the manager's writes awaited on the loop (its write flow on AsyncMongoClient): "
+        "persistence time",
+        columns["persistence_onloop"],
+        "ms",
+    )
+    result.add("  persistence CPU", columns["cpu_persistence_onloop"], "ms")
+    result.add(
+        "  ratio: time / floor time", ratio(columns["persistence_onloop"], columns["persistence_async"]), "x"
+    )
+    result.add(
+        "  ratio: CPU / floor CPU",
+        ratio(columns["cpu_persistence_onloop"], columns["cpu_persistence_async"]),
+        "x",
+    )
+    result.add(
+        "  ratio: CPU / the manager's CPU (hand-off)",
+        ratio(columns["cpu_persistence_onloop"], columns["cpu_persistence_with"]),
+        "x",
+    )
+    result.notes.append(
+        "experiment rows: the manager's own write flow (_persist_flow) driven by "
+        "AsyncMongoDBSessionRepository on the loop instead of the I/O threads, in the same "
+        "rotation; the hand-off experiment below times the writes alone, outside a turn"
     )
     _handoff_rows(ctx, database, result)
     result.judge(
@@ -272,7 +324,12 @@ async def _one_run(ctx: Context, database: str, floors: Floors, repeat: int, tur
         "async": ReplayFloor(async_client, f"floor_async_{repeat}_"),
         "blocking": ReplayFloor(ctx.client, f"floor_blocking_{repeat}_"),
     }
-    agents = {"with": make_agent(manager), "without": make_agent(None)}
+    on_loop = OnLoopManager(
+        f"b3-on-loop-{repeat}",
+        repository=MongoDBSessionRepository(database_name=database, client=ctx.client),
+        on_loop=AsyncMongoDBSessionRepository(database_name=database, client=async_client),
+    )
+    agents = {"with": make_agent(manager), "without": make_agent(None), "onloop": make_agent(on_loop)}
     for name, replay in replays.items():
         prepare_collections(ctx.client, database, replay)
         agents[name] = make_agent(None)
@@ -285,8 +342,9 @@ async def _one_run(ctx: Context, database: str, floors: Floors, repeat: int, tur
         replay.pending = requests_for(warm_up, replay.namespaces(database))
         await agents[name].invoke_async("warm-up")
     await agents["without"].invoke_async("warm-up")
+    await agents["onloop"].invoke_async("warm-up")
     samples: dict[str, list[float]] = {name: [] for name in SAMPLES}
-    others = ["without", *replays]
+    others = ["without", *replays, "onloop"]
     for turn in range(turns):
         prompt = f"question {turn}"
         manager.waited_ms = 0.0
@@ -298,7 +356,8 @@ async def _one_run(ctx: Context, database: str, floors: Floors, repeat: int, tur
         samples["writes"].append(len(plans))
         for replay in replays.values():
             replay.pending = requests_for(plans, replay.namespaces(database))
-        for name in others[turn % 3 :] + others[: turn % 3]:  # each goes first in turn
+        first = turn % len(others)
+        for name in others[first:] + others[:first]:  # each goes first in turn
             wall, cpu = await _timed_turn(agents[name], prompt)
             samples[name].append(wall)
             samples[f"cpu_{name}"].append(cpu)
@@ -315,7 +374,7 @@ async def _one_run(ctx: Context, database: str, floors: Floors, repeat: int, tur
         samples["cpu_filed"].append(cpu)
     await async_client.close()
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    for name in ("with", *replays):
+    for name in ("with", *replays, "onloop"):
         medians[f"persistence_{name}"] = _paired(samples[name], samples["without"])
         medians[f"cpu_persistence_{name}"] = _paired(samples[f"cpu_{name}"], samples["cpu_without"])
     return medians
@@ -326,6 +385,7 @@ SAMPLES = (
     "without",
     "async",
     "blocking",
+    "onloop",
     "hooks",
     "writes",
     "floor",
@@ -336,6 +396,7 @@ SAMPLES = (
     "cpu_without",
     "cpu_async",
     "cpu_blocking",
+    "cpu_onloop",
     "cpu_same_writes",
     "cpu_filed",
 )

@@ -75,7 +75,7 @@ def _message(i: int) -> Message:
         "role": "assistant",
         "content": [{"text": REPLY}],
         "metadata": {"usage": {"inputTokens": 50, "outputTokens": 60, "totalTokens": 110}},
-    }  # type: ignore[typeddict-unknown-key]
+    }
 
 
 def _resume_ms(ctx: Context, database: str, session_id: str) -> float:

@@ -324,7 +324,7 @@ def _file_manager(session_id: str, storage: str) -> SessionManager:
 
 def _pypi(uri: str, database: str) -> Builder:
     import pymongo
-    from strands_session_mongodb import MongoDBSessionManager as PeerManager
+    from strands_session_mongodb import MongoDBSessionManager as PeerManager  # type: ignore[import-untyped]
 
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri)
 
@@ -411,7 +411,7 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
             await messages.insert_one(user_document)
         else:
             await messages.insert_one(leased(user_document))  # one op: an insert, as the manager's
-        usage = dict(agent.event_loop_metrics.accumulated_usage)
+        usage: dict[str, int | float] = dict(agent.event_loop_metrics.accumulated_usage)  # type: ignore[arg-type]
         record = {
             "status": "completed",
             "started_at": schema.utcnow(),
@@ -426,7 +426,13 @@ async def _raw(uri: str, database: str, *, filed: bool) -> Builder:
             "tool_calls": 0,
             "tools": {},
         }
-        totals = {"turns": 1, "failedTurns": 0, **usage, "latencyMs": 1, "toolCalls": 0}
+        totals: dict[str, int | float] = {
+            "turns": 1,
+            "failedTurns": 0,
+            **usage,
+            "latencyMs": 1,
+            "toolCalls": 0,
+        }
         reply_document = schema.message_document(
             session_id, agent_id, SessionMessage.from_message(reply, next_id + 1), event_loop_metrics=record
         )

@@ -100,7 +100,7 @@ def _turn_document(session_id: str, message_id: int, n: int, started_at: datetim
 
 
 def _floor(factory: MongoDBSessionManagerFactory, since: datetime | None) -> list[dict[str, Any]]:
-    pipeline = [
+    pipeline: list[dict[str, Any]] = [
         {"$match": {"event_loop_metrics.started_at": {"$gte": since}}},
         {
             "$group": {

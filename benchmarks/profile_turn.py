@@ -37,12 +37,10 @@ class ProfiledManager(MongoDBSessionManager):
 
 
 class NoWrites(MongoDBSessionRepository):
-    """Answers every write as stored, without sending it (the manager's cost minus pymongo's)."""
+    """Answers every write plan as applied, without sending it (the manager's cost minus pymongo's)."""
 
-    def write(
-        self, session_id: str, agent_id: str, message: Any = None, session: Any = None, **_: Any
-    ) -> Any:
-        return None if message is None else message.session_message.message_id
+    def _run_plan(self, plan: Any, operation: str) -> int | None:
+        return None
 
 
 async def cpu_per_turn(manager: MongoDBSessionManager | None, turns: int) -> float:
@@ -82,7 +80,7 @@ def main() -> None:
         print(top(loop_profile, f"event-loop thread, {turns} turns, by own time"))
         print(top(IO_PROFILE, f"I/O thread (_persist), {turns} turns, by own time"))
         stub = NoWrites(uri, "msm_profile", "stub")
-        rows = {}
+        rows: dict[str, list[float]] = {}
         for _ in range(3):  # interleaved
             rows.setdefault("none", []).append(asyncio.run(cpu_per_turn(None, turns)))
             rows.setdefault("manager, writes stubbed", []).append(

@@ -52,6 +52,7 @@ from ._io import Lane, on_loop_thread
 from ._large_content import deferred_files
 from ._lifecycle import Lifecycle, check_user
 from ._plans import (
+    Flow,
     Lease,
     LeaseHeld,
     MessageWrite,
@@ -627,6 +628,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
 
     def _persist(self, slot: _Slot, job: _Job) -> None:
         """Store one job: its message(s) (if any) and whatever changed in the session document."""
+        self.repository._drive(self._persist_flow(slot, job))
+
+    def _persist_flow(self, slot: _Slot, job: _Job) -> Flow[None]:
+        """:meth:`_persist` as a flow: the write is the repository's, run by whichever shell drives it."""
         agent_id = slot.agent.agent_id
         state = job.state
         changed = state if state is not None and state != slot.written else None
@@ -694,22 +699,17 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         ]
         session = None if write.empty else write
         allocate_first = slot.contended  # with the lease: look for a running turn above a gap first
-        try:
-            if len(writes) > 1:
-                ids = self.repository.append(
-                    self.session_id, agent_id, writes, session, allocate_first=allocate_first
-                )
-            else:
-                stored_id = self.repository.write(
-                    self.session_id,
-                    agent_id,
-                    writes[0] if writes else None,
-                    session,
-                    allocate_first=allocate_first,
-                )
-                ids = [] if stored_id is None else [stored_id]
-        except StaleWindow:
-            raise  # nothing landed: the lease is still to take, after the window is read again
+        # StaleWindow passes through: nothing landed, the lease is still to take after a new read.
+        if len(writes) > 1:
+            ids = yield from self.repository._append(
+                self.session_id, agent_id, writes, session, allocate_first
+            )
+        else:
+            message = writes[0] if writes else None
+            stored_id = yield from self.repository._write(
+                self.session_id, agent_id, message, session, allocate_first
+            )
+            ids = [] if stored_id is None else [stored_id]
         self._lifecycle.confirm(stamp)
         slot.stored = True
         if lease is not None and lease.take:

@@ -325,7 +325,7 @@ async def test_a_turn_whose_write_fails_leaves_memory_as_stored(
             )
             await agent.invoke_async("hi")
             repository = manager.repository
-            real_write = repository.write
+            real_write = repository._run_plan
             calls = {"n": 0}
             fail_at = 1 if where == "the prompt" else 2
 
@@ -335,10 +335,10 @@ async def test_a_turn_whose_write_fails_leaves_memory_as_stored(
                     raise StoreUnavailableError("server unreachable (simulated)")
                 return real_write(*args, **kwargs)
 
-            repository.write = flaky_write  # type: ignore[method-assign]
+            repository._run_plan = flaky_write  # type: ignore[method-assign]
             with pytest.raises(StoreUnavailableError):
                 await agent.invoke_async("again")
-            repository.write = real_write  # type: ignore[method-assign]
+            repository._run_plan = real_write  # type: ignore[method-assign]
             assert _texts(stored_conversation(mongo_client, database_name, "flaky")) == _texts(agent.messages)
             strict = ScriptedModel(["Fine."], strict=True)
             agent.model = strict

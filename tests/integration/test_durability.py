@@ -80,8 +80,7 @@ async def test_a_failed_flush_keeps_every_message_and_raises(
 
         return call
 
-    repository.write = failing(repository.write)  # type: ignore[method-assign]
-    repository.append = failing(repository.append)  # type: ignore[method-assign]
+    repository._run_plan = failing(repository._run_plan)  # type: ignore[method-assign]
     for n in range(3):
         manager.append_message({"role": "user", "content": f"note {n}"}, agent)
     with pytest.raises(StoreUnavailableError):

@@ -39,7 +39,7 @@ def slow_repository(
 ) -> MongoDBSessionRepository:
     repository = MongoDBSessionRepository(client=client, database_name=database_name)
     for name in (
-        "write",
+        "_run_plan",  # every write the manager sends
         "load_session",
         "write_message",
         "write_session_update",

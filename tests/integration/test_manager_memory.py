@@ -140,7 +140,7 @@ async def test_a_failed_write_is_let_go_of_when_its_turn_ends(client: Client, da
     def unreachable(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailableError("server unreachable (simulated)")
 
-    manager.repository.write = unreachable  # type: ignore[method-assign]
+    manager.repository._run_plan = unreachable  # type: ignore[method-assign]
     with pytest.raises(StoreUnavailableError) as failed:
         await agent.invoke_async("What is MongoDB?")
     error = weakref.ref(failed.value)
@@ -149,7 +149,7 @@ async def test_a_failed_write_is_let_go_of_when_its_turn_ends(client: Client, da
     gc.collect()
 
     assert error() is None
-    del manager.repository.write
+    del manager.repository._run_plan
     await agent.invoke_async("What is MongoDB?")  # the next turn stores as usual
     await manager.aclose()
     assert stored_count(client, database_name, "outage") == 2
