@@ -5,8 +5,8 @@ async repository on the running loop ... keep whichever is faster"). The same wr
 two messages: the prompt alone, the reply with its metrics record and the session update;
 the first carries the session and agent upserts) go three ways from coroutines on one loop:
 
-- ``lane``: ``await Lane().run(MongoDBSessionRepository.write, ...)``, what the manager does
-  today (sync pymongo on the package's I/O threads);
+- ``lane``: ``await Lane().run(MongoDBSessionRepository.write, ...)``, the steps the manager's
+  write runs today (sync pymongo on the package's I/O threads);
 - ``loop``: ``await AsyncMongoDBSessionRepository.write(...)`` with ``pymongo.AsyncMongoClient``
   on the running loop;
 - ``blocking``: ``MongoDBSessionRepository.write(...)`` called on the loop (the floor for one

@@ -138,8 +138,14 @@ class Lane:
             # cycle is left from the error's traceback through this frame to the future.
             del call
             if not isinstance(future, concurrent.futures.Future):
-                _settle_soon(future, result, error)
-            elif error is None:
+                # The outcome travels in a list the loop empties: once the caller runs, this
+                # thread holds nothing of it (a caller that let go of the error frees it at once).
+                outcome = [future, result, error]
+                del future, result, error
+                _settle_soon(outcome)
+                del outcome
+                continue
+            if error is None:
                 future.set_result(result)
             else:
                 future.set_exception(error)
@@ -150,15 +156,20 @@ class Lane:
 _Item = tuple[Callable[[], Any], "concurrent.futures.Future[Any] | asyncio.Future[Any]"]
 
 
-def _settle_soon(waiter: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle_soon(outcome: list[Any]) -> None:
+    """Hand ``[waiter, result, error]`` to the waiter's loop (the loop empties the list)."""
     try:
-        waiter.get_loop().call_soon_threadsafe(_settle, waiter, result, error)
+        outcome[0].get_loop().call_soon_threadsafe(_settle, outcome)
     except RuntimeError:  # the loop closed while the call ran: nobody waits any more
+        error = outcome[2]
+        outcome.clear()
         if error is not None:
             logger.debug("background write finished with an error", exc_info=error)
 
 
-def _settle(waiter: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle(outcome: list[Any]) -> None:
+    waiter, result, error = outcome
+    outcome.clear()
     if waiter.cancelled():  # its caller was cancelled; the call ran all the same
         if error is not None:
             logger.debug("background write finished with an error", exc_info=error)
