@@ -37,6 +37,7 @@ from ._common import (
     Context,
     Document,
     Result,
+    Row,
     cpu_ms,
     floor_leased,
     floor_reply_writes,
@@ -99,6 +100,10 @@ def run(ctx: Context) -> Result:
         for repeat in range(ctx.size.repeats)
     ]
     columns = {name: [run[name] for run in runs] for name in runs[0]}
+
+    def ratio_row(label: str, measured: str, against: str) -> Row:
+        return result.add(label, ratio(columns[measured], columns[against]), "x")
+
     result.add("turn with the manager", columns["with"], "ms")
     result.add("same turn, no session manager", columns["without"], "ms")
     result.add("  writes the manager sent per turn", columns["writes"], "round trips")
@@ -124,21 +129,9 @@ def run(ctx: Context) -> Result:
     )
     result.add("  reference: raw insert_one x2, same docs, bare collection", columns["floor"], "ms")
     result.add("  reference: same, into a collection with the message indexes", columns["indexed"], "ms")
-    by_time = result.add(
-        "ratio: persistence time / floor time",
-        ratio(columns["persistence_with"], columns["persistence_async"]),
-        "x",
-    )
-    result.add(
-        "  reference: / the blocking floor",
-        ratio(columns["persistence_with"], columns["persistence_blocking"]),
-        "x",
-    )
-    result.add(
-        "  reference: / the writes alone, inline",
-        ratio(columns["persistence_with"], columns["same_writes"]),
-        "x",
-    )
+    by_time = ratio_row("ratio: persistence time / floor time", "persistence_with", "persistence_async")
+    ratio_row("  reference: / the blocking floor", "persistence_with", "persistence_blocking")
+    ratio_row("  reference: / the writes alone, inline", "persistence_with", "same_writes")
     result.add("client CPU of a turn with the manager", columns["cpu_with"], "ms")
     result.add("client CPU of the same turn, no session manager", columns["cpu_without"], "ms")
     result.add("persistence CPU (with - without)", columns["cpu_persistence_with"], "ms")
@@ -152,21 +145,9 @@ def run(ctx: Context) -> Result:
     )
     result.add("  reference: the writes alone, inline", columns["cpu_same_writes"], "ms")
     result.add("  reference: the floor as filed, inline", columns["cpu_filed"], "ms")
-    by_cpu = result.add(
-        "ratio: persistence CPU / floor CPU",
-        ratio(columns["cpu_persistence_with"], columns["cpu_persistence_async"]),
-        "x",
-    )
-    result.add(
-        "  reference: / the blocking floor",
-        ratio(columns["cpu_persistence_with"], columns["cpu_persistence_blocking"]),
-        "x",
-    )
-    result.add(
-        "  reference: / the writes alone, inline",
-        ratio(columns["cpu_persistence_with"], columns["cpu_same_writes"]),
-        "x",
-    )
+    by_cpu = ratio_row("ratio: persistence CPU / floor CPU", "cpu_persistence_with", "cpu_persistence_async")
+    ratio_row("  reference: / the blocking floor", "cpu_persistence_with", "cpu_persistence_blocking")
+    ratio_row("  reference: / the writes alone, inline", "cpu_persistence_with", "cpu_same_writes")
     result.notes.append(
         f"{ctx.size.turns} turns per run, medians per run; 2 messages per turn; CPU = "
         "time.process_time() of this process (all threads). The floor replays the writes the "
@@ -180,19 +161,9 @@ def run(ctx: Context) -> Result:
         "ms",
     )
     result.add("  persistence CPU", columns["cpu_persistence_onloop"], "ms")
-    result.add(
-        "  ratio: time / floor time", ratio(columns["persistence_onloop"], columns["persistence_async"]), "x"
-    )
-    result.add(
-        "  ratio: CPU / floor CPU",
-        ratio(columns["cpu_persistence_onloop"], columns["cpu_persistence_async"]),
-        "x",
-    )
-    result.add(
-        "  ratio: CPU / the manager's CPU (hand-off)",
-        ratio(columns["cpu_persistence_onloop"], columns["cpu_persistence_with"]),
-        "x",
-    )
+    ratio_row("  ratio: time / floor time", "persistence_onloop", "persistence_async")
+    ratio_row("  ratio: CPU / floor CPU", "cpu_persistence_onloop", "cpu_persistence_async")
+    ratio_row("  ratio: CPU / the manager's CPU (hand-off)", "cpu_persistence_onloop", "cpu_persistence_with")
     result.notes.append(
         "experiment rows: the manager's own write flow (_persist_flow) driven by "
         "AsyncMongoDBSessionRepository on the loop instead of the I/O threads, in the same "
