@@ -10,14 +10,23 @@ import math
 import multiprocessing
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, MongoClient
+
+from mongodb_session_manager import (
+    AsyncMongoDBSessionRepository,
+    MongoDBSessionManager,
+    MongoDBSessionRepository,
+)
 
 sys.path.insert(0, str(Path(__file__).parents[2]))  # the repository root holds `benchmarks`
 
 from benchmarks import run
-from benchmarks._common import peak_rss_mib
+from benchmarks._common import Result, make_agent, peak_rss_mib
 from benchmarks._report import markdown
+from benchmarks.b3_persistence import OnLoopManager
 
 
 def test_every_measure_runs_at_tiny_size(mongodb_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +60,7 @@ def test_every_measure_runs_at_tiny_size(mongodb_uri: str, monkeypatch: pytest.M
 
 
 def test_a_miss_says_missed() -> None:
-    result = run.Result("BX", "example", "<= 1")
+    result = Result("BX", "example", "<= 1")
     result.add("value", [2.0, 3.0], "x")
     result.judge(False, "3x")
     assert "MISSED" in markdown([result])
@@ -65,3 +74,31 @@ def test_peak_rss_is_the_child_process_own() -> None:
         child_peak = pool.apply(peak_rss_mib)
     assert peak_rss_mib() - child_peak > 250
     del ballast
+
+
+async def test_b3s_writes_awaited_on_the_loop_store_what_the_manager_stores(
+    mongodb_uri: str, mongo_client: MongoClient[dict[str, Any]], database_name: str
+) -> None:
+    """B3's experiment is only a comparison if its agent stores the very conversation the manager does."""
+    async_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri)
+    repository = MongoDBSessionRepository(database_name=database_name, client=mongo_client)
+    on_loop = AsyncMongoDBSessionRepository(database_name=database_name, client=async_client)
+    managers = {
+        "lane": MongoDBSessionManager("via-lane", repository=repository),
+        "loop": OnLoopManager("via-loop", repository=repository, on_loop=on_loop),
+    }
+    for manager in managers.values():
+        agent = make_agent(manager)
+        for turn in range(3):
+            await agent.invoke_async(f"question {turn}")
+        await manager.aclose()
+    await async_client.close()
+
+    def stored(session_id: str) -> tuple[list[Any], dict[str, Any]]:
+        messages = repository.messages_collection.find({"session_id": session_id}, sort=[("message_id", 1)])
+        conversation = [(m["message_id"], m["role"], m["message"]["content"]) for m in messages]
+        session = repository.collection.find_one({"_id": session_id}) or {}
+        return conversation, session["totals"]
+
+    assert stored("via-loop") == stored("via-lane")
+    assert len(stored("via-loop")[0]) == 6  # 3 prompts, 3 replies

@@ -57,7 +57,9 @@ async def test_a_cancelled_caller_does_not_stop_the_call_nor_the_next_one() -> N
     assert done == ["first", "second"]
 
 
-async def test_a_failure_nobody_waits_for_any_more_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failure_nobody_waits_for_any_more_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     lane, started, release = Lane(), threading.Event(), threading.Event()
 
     def failing_write() -> None:
