@@ -83,11 +83,10 @@ async def test_b3s_writes_awaited_on_the_loop_store_what_the_manager_stores(
     async_client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri)
     repository = MongoDBSessionRepository(database_name=database_name, client=mongo_client)
     on_loop = AsyncMongoDBSessionRepository(database_name=database_name, client=async_client)
-    managers = {
-        "lane": MongoDBSessionManager("via-lane", repository=repository),
-        "loop": OnLoopManager("via-loop", repository=repository, on_loop=on_loop),
-    }
-    for manager in managers.values():
+    for manager in (
+        MongoDBSessionManager("via-lane", repository=repository),
+        OnLoopManager("via-loop", repository=repository, on_loop=on_loop),
+    ):
         agent = make_agent(manager)
         for turn in range(3):
             await agent.invoke_async(f"question {turn}")
