@@ -494,6 +494,7 @@ def write_flow(
     *,
     allocate_first: bool = False,
     large_content: LargeContent | None = None,
+    ensure_indexes: bool = True,
 ) -> Flow[int | None]:
     """One message (or none) and the session change riding with it; returns the stored id."""
     ids = yield from batch_write_flow(
@@ -503,6 +504,7 @@ def write_flow(
         write,
         allocate_first=allocate_first,
         large_content=large_content,
+        ensure_indexes=ensure_indexes,
     )
     return ids[0] if ids else None
 
@@ -515,6 +517,7 @@ def batch_write_flow(
     *,
     allocate_first: bool = False,
     large_content: LargeContent | None = None,
+    ensure_indexes: bool = True,
 ) -> Flow[list[int]]:
     """Insert with the ids Strands chose; on a conflict move past the stored tail and retry.
 
@@ -522,9 +525,10 @@ def batch_write_flow(
     conflict, ids come from an atomic counter in the session document, so writers that collide
     get distinct ids; ``allocate_first`` keeps a writer that has seen contention on the counter
     from then on. Returns the ids the messages were stored under (also written back into each
-    ``SessionMessage``), in order.
+    ``SessionMessage``), in order. ``ensure_indexes=False``: the caller knows they exist.
     """
-    yield ask(EnsureIndexes(), "create indexes")
+    if ensure_indexes:
+        yield ask(EnsureIndexes(), "create indexes")
     lease = None if write is None else write.lease
     taking = lease is not None and lease.take
     if not messages:

@@ -97,6 +97,9 @@ class RepositoryCore:
         self._bulk_supported = True
         # ``$lookup`` with ``let``/``pipeline`` (a resume in one command); mongomock lacks it.
         self._joins_supported = not type(config.client).__module__.startswith("mongomock")
+        # Set by the shells once the indexes are known to exist: writes then skip asking.
+        self._indexes_ready = False
+        self._namespaces = self.names.namespaces(config.database_name)
 
     def __repr__(self) -> str:
         return (
@@ -106,7 +109,7 @@ class RepositoryCore:
 
     @property
     def namespaces(self) -> dict[str, str]:
-        return self.names.namespaces(self.config.database_name)
+        return self._namespaces
 
     @property
     def large_content_cache_bytes(self) -> int:
@@ -458,6 +461,7 @@ class RepositoryCore:
             write,
             allocate_first=allocate_first,
             large_content=self.large_content,
+            ensure_indexes=not self._indexes_ready,
         )
 
     def _append(
@@ -476,6 +480,7 @@ class RepositoryCore:
             write,
             allocate_first=allocate_first,
             large_content=self.large_content,
+            ensure_indexes=not self._indexes_ready,
         )
 
     def _find_turn(

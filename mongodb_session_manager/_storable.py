@@ -52,6 +52,7 @@ _SCALARS = (
     bson.min_key.MinKey,
     bson.max_key.MaxKey,
 )
+_EXACT_SCALARS = frozenset(_SCALARS)
 
 
 def check_storable(value: Any, path: str, *, metadata: bool = False) -> None:
@@ -95,6 +96,8 @@ def _walk(value: Any, depth: int, metadata: bool) -> _Found:
         return None if value.isascii() or _encodes(value) else ([], "a str with a lone surrogate")
     if kind is int:
         return None if _INT64_MIN <= value <= _INT64_MAX else ([], "an int outside the 64-bit range")
+    if kind in _EXACT_SCALARS:  # before the Mapping check: an ABC check is slow for a leaf
+        return None
     if kind is dict or kind is list or kind is tuple or isinstance(value, Mapping):
         if depth >= MAX_DEPTH:
             return [], f"nested deeper than {MAX_DEPTH} levels"

@@ -152,6 +152,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
         """Create the indexes once per process per (client, database, collection); idempotent."""
         where = (self.client, self.config.database_name, self.names.sessions)
         if indexes_ready(*where):
+            self._indexes_ready = True
             return
         with translate_driver_errors("create indexes"):
             await self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
@@ -162,6 +163,7 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
                 *schema.rollup_coverage_update(schema.utcnow()), upsert=True
             )
         mark_indexes_ready(*where)
+        self._indexes_ready = True
 
     async def close(self) -> None:
         """Close the client if this repository created it; a client passed in stays open."""

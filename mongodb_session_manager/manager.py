@@ -95,6 +95,7 @@ IDEMPOTENCY_KEY = "idempotency_key"
 
 DEFAULT_LEASE_TTL = timedelta(seconds=60)
 DEFAULT_TURN_WAIT = timedelta(seconds=30)
+PRUNE_SLACK = 16  # stored-message records kept beyond twice the window before a prune
 
 
 @dataclass(eq=False)
@@ -272,6 +273,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         self.repository = repository
         self._lifecycle.bind(repository.client)
         self._metadata = dict(metadata or {})
+        self._session_document: dict[str, Any] | None = None  # built on first use
         schema.session_list_filter(metadata=self._metadata)  # refuse operator keys before any write
         check_metadata(self._metadata)  # and what BSON cannot hold
         self._slots: dict[str, _Slot] = {}
@@ -634,7 +636,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         """:meth:`_persist` as a flow: the write is the repository's, run by whichever shell drives it."""
         agent_id = slot.agent.agent_id
         state = job.state
-        changed = state if state is not None and state != slot.written else None
+        changed = _changed_fields(state, slot.written)
         if job.turn_record is not None and (job.turn is None or job.turn.last_message_id is None):
             job.turn_record = None  # the turn stored no message to carry its record
             job.totals = None
@@ -685,9 +687,10 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             recreate=recreate,
         )
         first_id = self._next_message_id(slot)
+        now = schema.utcnow().isoformat() if messages else ""  # one timestamp for the write's messages
         writes = [
             MessageWrite(
-                SessionMessage.from_message(message, first_id + offset),
+                SessionMessage(message, first_id + offset, created_at=now, updated_at=now),
                 job.event_loop_metrics if message is messages[-1] else None,
                 job.incomplete_reason or _repair.reason_of(message),
                 idempotency_key=job.idempotency_key if offset == 0 else None,
@@ -700,16 +703,7 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         session = None if write.empty else write
         allocate_first = slot.contended  # with the lease: look for a running turn above a gap first
         # StaleWindow passes through: nothing landed, the lease is still to take after a new read.
-        if len(writes) > 1:
-            ids = yield from self.repository._append(
-                self.session_id, agent_id, writes, session, allocate_first
-            )
-        else:
-            message = writes[0] if writes else None
-            stored_id = yield from self.repository._write(
-                self.session_id, agent_id, message, session, allocate_first
-            )
-            ids = [] if stored_id is None else [stored_id]
+        ids = yield from self.repository._append(self.session_id, agent_id, writes, session, allocate_first)
         self._lifecycle.confirm(stamp)
         slot.stored = True
         if lease is not None and lease.take:
@@ -792,8 +786,13 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
         return 0 if slot.latest_message_id is None else slot.latest_message_id + 1
 
     def _session_fields(self) -> dict[str, Any]:
-        session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
-        return schema.session_document(session, metadata=self._metadata, user_id=self._lifecycle.user_id)
+        """The session document a first write (or a recreation) inserts, timestamped now."""
+        if self._session_document is None:
+            session = Session(session_id=self.session_id, session_type=SessionType.AGENT)
+            self._session_document = schema.session_document(
+                session, metadata=self._metadata, user_id=self._lifecycle.user_id
+            )
+        return schema.restamped(self._session_document)
 
     # --- restore --------------------------------------------------------------------------------
 
@@ -848,8 +847,12 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
             slot.unsaved.append(message)
 
     def _prune_records(self, slot: _Slot) -> None:
-        # Only the records of messages still in agent.messages are needed (for redaction).
-        held = {id(message) for message in slot.agent.messages}
+        # Only the records of messages still in agent.messages are needed (for redaction): the
+        # others are dropped once they could double what is held (each turn's walk, amortised).
+        messages = slot.agent.messages
+        if len(slot.records) <= 2 * len(messages) + PRUNE_SLACK:
+            return
+        held = {id(message) for message in messages}
         slot.records = [record for record in slot.records if id(record.message) in held]
 
     # --- Strands entry points -----------------------------------------------------------------
@@ -1172,6 +1175,18 @@ class MongoDBSessionManager(SessionManager["LocalAgent"]):
                 stored = self.repository.claim_user(self.session_id, user_id)
             check_user(self.session_id, stored, user_id)
         return self._lifecycle.open_snapshot(self.session_id, snapshot), read_at
+
+
+def _changed_fields(state: dict[str, Any] | None, written: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The fields of the agent's ``state`` that differ from what was last written (None: none).
+
+    Only those are ``$set``, checked and sealed: a turn typically changes the conversation
+    manager's counters alone, not the agent's own state.
+    """
+    if state is None or written is None:
+        return state
+    changed = {name: value for name, value in state.items() if name not in written or written[name] != value}
+    return changed or None
 
 
 def normalise_message(message: Message | Mapping[str, Any]) -> Message:

@@ -136,9 +136,11 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
         """Create the indexes once per process per (client, database, collection); idempotent."""
         where = (self.client, self.database.name, self.names.sessions)
         if indexes_ready(*where):
+            self._indexes_ready = True
             return
         with _indexes_lock:
             if indexes_ready(*where):
+                self._indexes_ready = True
                 return
             with translate_driver_errors("create indexes"):
                 self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
@@ -149,6 +151,7 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
                     *schema.rollup_coverage_update(schema.utcnow()), upsert=True
                 )
             mark_indexes_ready(*where)
+        self._indexes_ready = True
 
     def close(self) -> None:
         """Nothing to release: clients belong to the pool or to whoever passed them in."""

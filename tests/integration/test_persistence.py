@@ -298,3 +298,63 @@ async def test_a_sliding_window_resume_reads_only_the_window(
         "prompt 5",
         "reply 5",
     ]
+
+
+class SessionSets(pymongo.monitoring.CommandListener):
+    """The agent fields each write ``$set`` in the session document."""
+
+    def __init__(self) -> None:
+        self.fields: list[set[str]] = []
+
+    def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
+        for op in event.command.get("ops", []) if event.command_name == "bulkWrite" else []:
+            update = op.get("updateMods") if isinstance(op, dict) else None
+            if isinstance(update, dict) and "$set" in update:
+                self.fields.append({key for key in update["$set"] if key.startswith("agents.assistant.")})
+
+    def succeeded(self, event: pymongo.monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: pymongo.monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_turn_writes_only_the_agent_fields_that_changed_and_a_resume_sees_them_all(
+    mongodb_uri: str, database_name: str
+) -> None:
+    sets = SessionSets()
+    with pymongo.MongoClient(mongodb_uri, event_listeners=[sets]) as client:
+        manager = MongoDBSessionManager(session_id="fields", client=client, database_name=database_name)
+        agent = Agent(
+            agent_id="assistant",
+            model=ScriptedModel(["One.", "Two.", "Three.", "Four."]),
+            conversation_manager=SlidingWindowConversationManager(window_size=2),
+            session_manager=manager,
+            callback_handler=None,
+        )
+        agent.state.set("city", "Paris")
+        await agent.invoke_async("first")
+        await agent.invoke_async("second")  # then the window slides: its counters change
+        sets.fields.clear()
+        await agent.invoke_async("third")  # the agent's own state stays as it was
+        assert {"agents.assistant.conversation_manager_state", "agents.assistant.updated_at"} in sets.fields
+        assert not any("agents.assistant.state" in fields for fields in sets.fields)
+        agent.state.set("city", "Lyon")
+        await agent.invoke_async("fourth")
+        assert any("agents.assistant.state" in fields for fields in sets.fields)
+        await manager.aclose()
+
+    later = MongoDBSessionManager(
+        session_id="fields", connection_string=mongodb_uri, database_name=database_name
+    )
+    resumed = Agent(
+        agent_id="assistant",
+        model=ScriptedModel([]),
+        conversation_manager=SlidingWindowConversationManager(window_size=2),
+        session_manager=later,
+        callback_handler=None,
+    )
+    await later.load(resumed)
+    assert resumed.state.get() == {"city": "Lyon"}
+    assert resumed.conversation_manager.get_state() == agent.conversation_manager.get_state()
+    assert comparable(resumed.messages) == comparable(agent.messages)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from strands.types.session import SessionMessage
+from strands.types.session import Session, SessionMessage, SessionType
 
 from mongodb_session_manager import schema
 from mongodb_session_manager._plans import (
@@ -266,3 +266,26 @@ def test_an_upsert_after_the_messages_that_lost_a_race_retries_only_the_rest_of_
         ["messages:InsertOp", "sessions:UpdateOp", "rollups:UpdateOp"],
         ["rollups:UpdateOp"],
     ]
+
+
+def test_a_rollup_id_spells_its_hour_as_the_backfill_pipeline_formats_it() -> None:
+    hour = datetime(2026, 3, 4, 5, tzinfo=timezone.utc)
+    assert schema.rollup_id(hour, "a", "m") == f"{hour.strftime(schema.ROLLUP_HOUR_FORMAT)}.a.m"
+
+
+def test_timestamps_are_utc_whole_milliseconds() -> None:
+    stamps = [schema.utcnow() for _ in range(1000)]
+    assert all(stamp.tzinfo is timezone.utc and stamp.microsecond % 1000 == 0 for stamp in stamps)
+    assert abs(stamps[-1] - datetime.now(timezone.utc)) < timedelta(seconds=1)
+
+
+def test_a_restamped_session_document_is_a_fresh_copy_created_now() -> None:
+    document = schema.session_document(Session("s", SessionType.AGENT), metadata={"team": "a"})
+    before = schema.utcnow()
+    copy = schema.restamped(document)
+    copy["metadata"]["team"] = "b"
+    copy["agents"]["x"] = {}
+    assert document["metadata"] == {"team": "a"}
+    assert document["agents"] == {}
+    assert copy["created_at"] == copy["updated_at"] >= before
+    assert {key: copy[key] for key in ("_id", "session_type")} == {"_id": "s", "session_type": "AGENT"}

@@ -13,6 +13,7 @@ from strands.session.session_manager import SessionManager
 from strands.types.session import SessionAgent
 
 from mongodb_session_manager import _strands_compat as compat
+from mongodb_session_manager import schema
 from mongodb_session_manager.manager import MongoDBSessionManager
 from mongodb_session_manager.testing import ScriptedModel
 
@@ -61,6 +62,17 @@ def test_agent_state_is_a_snapshot_that_later_changes_do_not_touch() -> None:
     assert before != after
     assert before["state"] == {"k": 1}
     assert before["internal_state"]["model_state"] == {"response_id": "r1"}
+
+
+def test_agent_state_reads_what_strands_own_session_snapshot_holds() -> None:
+    """agent_state reads the agent's fields directly: it must equal SessionAgent.from_agent's."""
+    subject = agent(
+        state={"city": "Paris"}, conversation_manager=SlidingWindowConversationManager(window_size=4)
+    )
+    subject._model_state = {"response_id": "r3"}
+    subject.conversation_manager.removed_message_count = 2
+    subject._interrupt_state.context = {"step": 1}
+    assert compat.agent_state(subject) == schema.agent_state(SessionAgent.from_agent(subject))
 
 
 def test_restore_puts_state_interrupts_model_state_and_the_window_back() -> None:
