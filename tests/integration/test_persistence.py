@@ -16,6 +16,7 @@ from mongodb_session_manager import (
     create_mongodb_session_manager,
 )
 from mongodb_session_manager.testing import (
+    CommandCounter,
     ScriptedModel,
     ScriptedModelError,
     ScriptedResponse,
@@ -300,10 +301,11 @@ async def test_a_sliding_window_resume_reads_only_the_window(
     ]
 
 
-class SessionSets(pymongo.monitoring.CommandListener):
+class SessionSets(CommandCounter):
     """The agent fields each write ``$set`` in the session document."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.fields: list[set[str]] = []
 
     def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
@@ -311,12 +313,6 @@ class SessionSets(pymongo.monitoring.CommandListener):
             update = op.get("updateMods") if isinstance(op, dict) else None
             if isinstance(update, dict) and "$set" in update:
                 self.fields.append({key for key in update["$set"] if key.startswith("agents.assistant.")})
-
-    def succeeded(self, event: pymongo.monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: pymongo.monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 async def test_a_turn_writes_only_the_agent_fields_that_changed_and_a_resume_sees_them_all(
