@@ -151,19 +151,17 @@ class AsyncMongoDBSessionRepository(RepositoryCore):
     async def ensure_indexes(self) -> None:
         """Create the indexes once per process per (client, database, collection); idempotent."""
         where = (self.client, self.config.database_name, self.names.sessions)
-        if indexes_ready(*where):
-            self._indexes_ready = True
-            return
-        with translate_driver_errors("create indexes"):
-            await self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
-            await self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
-            await self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
-            await self.files_collection.create_indexes(schema.index_models(schema.FILE_INDEXES))
-            await self.rollups_collection.update_one(
-                *schema.rollup_coverage_update(schema.utcnow()), upsert=True
-            )
-        mark_indexes_ready(*where)
-        self._indexes_ready = True
+        if not indexes_ready(*where):
+            with translate_driver_errors("create indexes"):
+                await self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
+                await self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+                await self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
+                await self.files_collection.create_indexes(schema.index_models(schema.FILE_INDEXES))
+                await self.rollups_collection.update_one(
+                    *schema.rollup_coverage_update(schema.utcnow()), upsert=True
+                )
+            mark_indexes_ready(*where)
+        self._indexes_ready = True  # writes skip asking from now on
 
     async def close(self) -> None:
         """Close the client if this repository created it; a client passed in stays open."""

@@ -135,23 +135,20 @@ class MongoDBSessionRepository(RepositoryCore, SessionRepository):
     def ensure_indexes(self) -> None:
         """Create the indexes once per process per (client, database, collection); idempotent."""
         where = (self.client, self.database.name, self.names.sessions)
-        if indexes_ready(*where):
-            self._indexes_ready = True
-            return
-        with _indexes_lock:
-            if indexes_ready(*where):
-                self._indexes_ready = True
-                return
-            with translate_driver_errors("create indexes"):
-                self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
-                self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
-                self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
-                self.files_collection.create_indexes(schema.index_models(schema.FILE_INDEXES))
-                self.rollups_collection.update_one(
-                    *schema.rollup_coverage_update(schema.utcnow()), upsert=True
-                )
-            mark_indexes_ready(*where)
+        if not indexes_ready(*where):
+            with _indexes_lock:
+                if not indexes_ready(*where):
+                    self._create_indexes()
+                    mark_indexes_ready(*where)
         self._indexes_ready = True
+
+    def _create_indexes(self) -> None:
+        with translate_driver_errors("create indexes"):
+            self.collection.create_indexes(schema.index_models(schema.SESSION_INDEXES))
+            self.messages_collection.create_indexes(schema.index_models(schema.MESSAGE_INDEXES))
+            self.rollups_collection.create_indexes(schema.index_models(schema.ROLLUP_INDEXES))
+            self.files_collection.create_indexes(schema.index_models(schema.FILE_INDEXES))
+            self.rollups_collection.update_one(*schema.rollup_coverage_update(schema.utcnow()), upsert=True)
 
     def close(self) -> None:
         """Nothing to release: clients belong to the pool or to whoever passed them in."""
