@@ -213,7 +213,7 @@ def package_locks() -> list[Any]:
     return [
         cache._lock,
         _content_cache._caches_lock,
-        _io._executor_lock,
+        _io._io_threads_lock,
         MongoDBConnectionPool._default_lock,
         MongoDBConnectionPool.default()._lock,
         repository._indexes_lock,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +99,20 @@ def test_a_call_outlives_the_loop_that_awaited_it() -> None:
 
     assert done.wait(5)
     assert lane.idle().result(5) is None
+
+
+def test_a_call_handed_off_before_the_interpreter_exits_still_runs(tmp_path: Path) -> None:
+    landed = tmp_path / "landed"
+    script = f"""
+import time
+from mongodb_session_manager._io import Lane
+
+def slow_write():
+    time.sleep(0.2)
+    open({str(landed)!r}, "w").write("stored")
+
+Lane().submit(slow_write)  # nobody waits for it: the script ends here
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+
+    assert landed.read_text() == "stored"
